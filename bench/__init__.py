@@ -1,0 +1,1 @@
+"""kinebridge.bench: evaluation and latency benchmark commands (`kinebridge eval ...`, `kinebridge bench ...`)."""

@@ -1,0 +1,1 @@
+"""kinebridge.drivers: arm and camera drivers, real and simulated (later issues)."""

@@ -1,0 +1,1 @@
+"""kinebridge.kernels: numerical cores (Numba-compiled)."""

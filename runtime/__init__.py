@@ -1,0 +1,1 @@
+"""kinebridge.runtime: processes and their wiring, and the `kinebridge` command line."""
