@@ -1,0 +1,59 @@
+"""The `kinebridge` command line: help everywhere, the kernel benchmark on a quick configuration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize("args, expect", [
+    ((), "eval"), (("eval",), "lasa"), (("eval", "lasa"), "--random-cases"), (("bench",), "kernels"),
+    (("bench", "kernels"), "--repeats"),
+])
+def test_help_explains_every_command(args, expect):
+    r = _cli(*args, "--help")
+    assert r.returncode == 0 and expect in r.stdout
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("kinebridge")   # the entry point beside this interpreter
+    r = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "kinebridge" in r.stdout
+
+
+def test_missing_subcommand_is_an_error():
+    r = _cli()
+    assert r.returncode == 2 and "required" in r.stderr
+
+
+def test_bench_kernels_quick_writes_every_kernel(tmp_path):
+    out = tmp_path / "kernels.json"
+    r = _cli("bench", "kernels", "--quick", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    expected = {"gmr_1000_cov", "em_1400x5_k8", "kmp_fit_n400_d4", "kmp_via_move", "kmp_via_new_time",
+                "lfe_generalize_2frames_200_pos_ori"}
+    assert expected <= set(res["kernels"])
+    for k in res["kernels"].values():
+        assert k["kernel"]["median_ms"] > 0 and k["reference"]["median_ms"] > 0 and k["ratio"] > 0
+
+
+def test_bench_golden_reports_parity_with_the_original(tmp_path):
+    from conftest import shared_file
+    data = shared_file("golden_kmp_letterG.npz").parent
+    out = tmp_path / "golden.json"
+    r = _cli("bench", "golden", "--data", str(data), "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["em_iterations"] == 37 and all(res["within_tolerance"].values())
+    r = _cli("bench", "golden", "--data", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert r.returncode == 2 and "golden_kmp_letterG.npz not found" in r.stderr
