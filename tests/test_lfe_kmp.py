@@ -102,7 +102,7 @@ def test_samples_are_smooth_draws_around_the_mean(pour_model):
 
 
 def test_tuning_picks_the_widest_kernel_among_the_best_and_is_unit_free(gshape_model):
-    mu, sig = gshape_model._pos[0].mu_ref, gshape_model._pos[0].sigma_ref
+    mu, sig, _, _ = gshape_model.local_references(0)
     t = gshape_model.t_ref
     res = tune_kmp(t, mu, sig, n_h=5, n_lam=3)
     assert 0.5 <= res.h <= 500 and res.evaluations == 15
