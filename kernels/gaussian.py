@@ -50,17 +50,6 @@ def chol_logdet(L):
 
 
 @njit(cache=True)
-def forward_sub(L, b, out):
-    """Solve L z = b (L lower triangular)."""
-    n = L.shape[0]
-    for i in range(n):
-        s = b[i]
-        for k in range(i):
-            s -= L[i, k] * out[k]
-        out[i] = s / L[i, i]
-
-
-@njit(cache=True)
 def chol_inverse(L, out):
     """Σ⁻¹ from its Cholesky factor L (Σ = L Lᵀ): Σ⁻¹ = L⁻ᵀ L⁻¹."""
     n = L.shape[0]
