@@ -3,6 +3,8 @@
     kinebridge eval lasa     LASA shape-preservation evaluation (KMP, TP-GMM, LFE-KMP)
     kinebridge bench kernels Numba kernels against their NumPy references
     kinebridge bench golden  parity with the original KMP code's outputs
+    kinebridge bench arm     RM75 kinematics vs the SDK; SDK streaming into the simulated controller
+    kinebridge sim           simulated RealMan RM75 controller (JSON/TCP + UDP push, SDK-compatible)
 
 Subcommands import their modules lazily, so ``kinebridge --help`` is instant and a missing optional
 dependency only matters for the subcommand that needs it.
@@ -45,7 +47,7 @@ def _add_eval(sub):
 
 def _add_bench(sub):
     be = sub.add_parser("bench", help="latency benchmarks", description="Latency benchmarks.")
-    be_sub = be.add_subparsers(dest="what", required=True, metavar="{kernels,golden}")
+    be_sub = be.add_subparsers(dest="what", required=True, metavar="{kernels,golden,arm}")
     ke = be_sub.add_parser(
         "kernels", help="Numba kernels vs their NumPy references",
         description=("Time every trajectory kernel (GMR, EM, TP-GMM, KMP fit / via-point update / prediction, "
@@ -67,6 +69,21 @@ def _add_bench(sub):
                     help="folder holding golden_kmp_letterG.npz")
     go.add_argument("--out", type=Path, default=Path("out/bench/golden.json"), help="JSON output path")
     go.set_defaults(func=_run_bench_golden)
+    ar = be_sub.add_parser(
+        "arm", help="RM75 FK/IK against the SDK, and pass-through streaming into the simulated controller",
+        description=("Time kinebridge's RM75 forward and inverse kinematics against RealMan's own algorithm library "
+                     "(the official SDK, same run; accuracy and success rates too), then start `kinebridge sim` as a "
+                     "separate process and stream a smooth joint sweep through the official SDK (movej_canfd, high "
+                     "follow) at each rate: setpoints sent vs received with an order-sensitive checksum, send → "
+                     "controller and command → push latency, tracking error, push period error, streaming-loop tick "
+                     "error. Writes JSON."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ar.add_argument("--rates", default="100,200,500", help="comma-separated streaming rates in Hz (≤ 500)")
+    ar.add_argument("--seconds", type=float, default=5.0, help="streaming time per rate")
+    ar.add_argument("--ik-n", type=int, default=2000, help="random targets / configurations for the kinematics part")
+    ar.add_argument("--quick", action="store_true", help="small kinematics run (for tests)")
+    ar.add_argument("--out", type=Path, default=Path("out/bench/arm.json"), help="JSON output path")
+    ar.set_defaults(func=_run_bench_arm)
 
 
 def _run_eval_lasa(args) -> int:
@@ -107,14 +124,67 @@ def _run_bench_golden(args) -> int:
     return 0
 
 
+def _run_bench_arm(args) -> int:
+    from kinebridge.bench import arm_bench
+
+    try:
+        rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
+    except ValueError:
+        raise ValueError(f"--rates: expected comma-separated numbers in Hz, got {args.rates!r}") from None
+    if not rates or any(not 1.0 <= r <= 500.0 for r in rates):
+        raise ValueError(f"--rates: every rate must be within 1..500 Hz (the controller's fastest period is 2 ms), "
+                         f"got {args.rates!r}")
+    if args.seconds <= 0:
+        raise ValueError(f"--seconds must be positive, got {args.seconds}")
+    result = arm_bench.run(rates, args.seconds, ik_n=args.ik_n, quick=args.quick, out=args.out)
+    arm_bench.print_report(result)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_sim(sub):
+    si = sub.add_parser(
+        "sim", help="simulated RealMan RM75 controller (no hardware needed)",
+        description=("Run a simulated RealMan RM75 controller until Ctrl-C / SIGTERM. It speaks the controller's "
+                     "JSON/TCP protocol and UDP state push exactly as RealMan's official SDK 1.1.6 expects, so the "
+                     "unmodified SDK (and kinebridge's RealMan driver) connects to it: connect handshake, state "
+                     "queries, movej/movel/movej_p with completion messages, movej_canfd/movep_canfd pass-through "
+                     "(high and low follow, overspeed and joint-limit faults), stop/pause/continue, power, gripper. "
+                     "The push goes every CYCLE x 5 ms to the address set with set_realtime_push, else to each "
+                     "connected client's host at --push-port. Prints one JSON 'ready' line with the ports on "
+                     "stdout once it accepts connections (port 0 picks a free port). See "
+                     "kinebridge.drivers.sim_controller for the details and the kinebridge_sim_stats command."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    si.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    si.add_argument("--port", type=int, default=8080, help="TCP port of the JSON protocol; 0 picks a free one")
+    si.add_argument("--push-port", type=int, default=8089,
+                    help="UDP port the state push goes to until a client configures one; 0 picks a free one")
+    si.add_argument("--cycle", type=int, default=1, help="initial push period in units of 5 ms (1…100)")
+    si.add_argument("--model", choices=("RM75-B", "RM75-6F"), default="RM75-B",
+                    help="arm variant (sets the flange length and the reported product version)")
+    si.add_argument("--gen", type=int, choices=(3, 4), default=3, help="controller generation the software info reports")
+    si.add_argument("--log", action="store_true", help="print a wire transcript (RX/TX with times) to stderr")
+    si.add_argument("--rt-priority", type=int, default=10,
+                    help="SCHED_FIFO priority of the push thread where the OS permits it (else normal scheduling); "
+                         "0 = never")
+    si.set_defaults(func=_run_sim)
+
+
+def _run_sim(args) -> int:
+    from kinebridge.drivers import sim_controller
+
+    return sim_controller.serve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kinebridge",
         description="kinebridge: VLM-directed, KMP-precise control of a RealMan RM75 arm. "
                     "Run a subcommand with --help for its options.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,bench}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,bench,sim}")
     _add_eval(sub)
     _add_bench(sub)
+    _add_sim(sub)
     return p
 
 

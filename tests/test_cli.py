@@ -17,7 +17,7 @@ def _cli(*args, cwd=None):
 
 @pytest.mark.parametrize("args, expect", [
     ((), "eval"), (("eval",), "lasa"), (("eval", "lasa"), "--random-cases"), (("bench",), "kernels"),
-    (("bench", "kernels"), "--repeats"),
+    (("bench", "kernels"), "--repeats"), (("bench", "arm"), "--rates"), (("sim",), "--push-port"),
 ])
 def test_help_explains_every_command(args, expect):
     r = _cli(*args, "--help")
@@ -57,3 +57,25 @@ def test_bench_golden_reports_parity_with_the_original(tmp_path):
     assert res["em_iterations"] == 37 and all(res["within_tolerance"].values())
     r = _cli("bench", "golden", "--data", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert r.returncode == 2 and "golden_kmp_letterG.npz not found" in r.stderr
+
+
+def test_bench_arm_streams_through_the_sdk_without_dropping(tmp_path):
+    out = tmp_path / "arm.json"
+    r = _cli("bench", "arm", "--quick", "--rates", "200,500", "--seconds", "0.5", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["kinematics"]
+    rows = res["streaming"]["rates"]
+    assert [row["rate_hz"] for row in rows] == [200.0, 500.0]
+    for row in rows:
+        assert row["stream_errors"] == []
+        assert row["sent"] == row["received"] == row["accepted"] > 0
+        assert row["checksum_match"]
+        assert row["command_to_push_ms"]["n"] > 0
+
+
+@pytest.mark.parametrize("args, field", [(("--rates", "900"), "--rates"), (("--rates", "fast"), "--rates"),
+                                         (("--seconds", "0"), "--seconds")])
+def test_bench_arm_rejects_bad_options(args, field):
+    r = _cli("bench", "arm", *args)
+    assert r.returncode == 2 and field in r.stderr
