@@ -754,19 +754,21 @@ def _planned(kind: str):
     return handler
 
 
-def _h_movej_canfd(sim, c, m, t):
-    joint = _int_list(m, "joint", sim.arm.dof)
-    follow = _bool(m, "follow", False)
+def _passthrough_point(sim, t, target, follow, stream, checksum_joint=None) -> None:
+    """Count one pass-through point, then hand it to the arm (``stream(target, follow, t_s)``).
+
+    ``target`` None (or ``follow`` None) means the point was malformed: counted as ``bad_value``."""
     with sim._lock:
         sim._pt_received += 1
         sim._arrivals.append(t)
-        if joint is None or follow is None:
+        if target is None or follow is None:
             sim._pt_rejected["bad_value"] += 1
             return None
-        sim._checksum = (sim._checksum + (sim._checksum_i + 1) * sum(joint)) % _CHECKSUM_MOD
-        sim._checksum_i += 1
+        if checksum_joint is not None:
+            sim._checksum = (sim._checksum + (sim._checksum_i + 1) * sum(checksum_joint)) % _CHECKSUM_MOD
+            sim._checksum_i += 1
         ev = sim._locked_advance(t)
-        reason = sim.arm.stream_joint(proto.deg_milli_to_rad(joint), follow, t * 1e-9)
+        reason = stream(target, follow, t * 1e-9)
         if reason is None:
             sim._pt_accepted += 1
         else:
@@ -775,8 +777,13 @@ def _h_movej_canfd(sim, c, m, t):
     return None
 
 
+def _h_movej_canfd(sim, c, m, t):
+    joint = _int_list(m, "joint", sim.arm.dof)
+    q = None if joint is None else proto.deg_milli_to_rad(joint)
+    return _passthrough_point(sim, t, q, _bool(m, "follow", False), sim.arm.stream_joint, joint)
+
+
 def _h_movep_canfd(sim, c, m, t):
-    follow = _bool(m, "follow", False)
     pose = None
     try:
         if "pose_quat" in m:
@@ -787,20 +794,7 @@ def _h_movep_canfd(sim, c, m, t):
             pose = None if ints is None else proto.pose_from_wire(ints)
     except ValueError:
         pose = None
-    with sim._lock:
-        sim._pt_received += 1
-        sim._arrivals.append(t)
-        if pose is None or follow is None:
-            sim._pt_rejected["bad_value"] += 1
-            return None
-        ev = sim._locked_advance(t)
-        reason = sim.arm.stream_pose(pose, follow, t * 1e-9)
-        if reason is None:
-            sim._pt_accepted += 1
-        else:
-            sim._pt_rejected[reason] += 1
-    sim._dispatch(ev)
-    return None
+    return _passthrough_point(sim, t, pose, _bool(m, "follow", False), sim.arm.stream_pose)
 
 
 def _gripper(kind: str):
