@@ -16,18 +16,7 @@ from typing import Callable
 import numpy as np
 
 from kinebridge.drivers.arm import ArmDriver, ArmState
-
-SPIN_NS = 200_000  # last part of each period is spun, not slept (realtime.md §3)
-
-
-def sleep_until(deadline_ns: int) -> None:
-    """Sleep until ``deadline_ns`` (CLOCK_MONOTONIC): coarse sleep, then spin the last 200 µs."""
-    rest = deadline_ns - time.monotonic_ns() - SPIN_NS
-    if rest > 0:
-        time.sleep(rest * 1e-9)
-    while time.monotonic_ns() < deadline_ns:
-        pass
-
+from kinebridge.runtime.realtime import sleep_until
 
 def minimum_jerk(q0, q1, duration_s: float) -> Callable[[float], np.ndarray]:
     """q(t) of a minimum-jerk move from q0 to q1: q0 + (q1-q0)(10s³ − 15s⁴ + 6s⁵), s = t/T."""
