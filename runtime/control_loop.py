@@ -1,0 +1,175 @@
+"""The fixed-rate control loop: timestamped joint chunks in, validated setpoints to the arm out.
+
+One loop per arm. Every tick (200 Hz by default, up to 500 Hz), on an absolute-deadline grid:
+
+1. take the newest chunk handed in since the last tick (``submit``, any thread; a chunk is
+   validated at the boundary and only a reference swap happens here);
+2. sample it by time and blend it into the one it replaces, then pass the result through the
+   second-order limiter (:mod:`kinebridge.kernels.chunk_blend`): joint position, velocity and
+   acceleration limits hold at every tick whatever the chunks do; with no chunk covering the
+   present the command decelerates at the acceleration limit and holds (starved tick);
+3. safety last: the e-stop flag, the watchdog on stale input (no chunk for ``watchdog_s`` → hold
+   and decelerate), the workspace box on the flange position (a setpoint whose forward kinematics
+   leaves the box is not sent; the loop holds);
+4. send through the :class:`~kinebridge.drivers.arm.ArmDriver` and record the tick's timing.
+
+No allocation, logging or GC happens in the tick: the follower writes into preallocated buffers,
+timings go into ring buffers read from outside, counters are plain integers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kinebridge.drivers.arm import ArmDriver, ArmError, LinkLost, SetpointRejected
+from kinebridge.kernels import rm75
+from kinebridge.kernels.chunk_blend import ChunkFollower, validate_chunk
+from kinebridge.runtime.realtime import CycleTimer
+
+__all__ = ["ControlConfig", "ControlLoop", "LoopStats"]
+
+
+class ControlConfig(BaseModel):
+    """Settings of the control loop (the ``[control]`` table of the runtime config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_hz: float = Field(200.0, ge=10.0, le=500.0, description="control rate; the RealMan limit is 500 Hz")
+    blend_s: float = Field(0.1, gt=0.0, le=2.0, description="time over which a replacing chunk takes over")
+    watchdog_s: float = Field(0.5, gt=0.0, le=10.0,
+                              description="hold and decelerate when no chunk arrived for this long while moving")
+    speed_fraction: float = Field(1.0, gt=0.0, le=1.0, description="scale on the arm's velocity/acceleration limits")
+    workspace_min: tuple[float, float, float] = Field((-0.7, -0.7, -0.05), description="flange box, m, base frame")
+    workspace_max: tuple[float, float, float] = Field((0.7, 0.7, 1.0), description="flange box, m, base frame")
+    d7: float = Field(rm75.D7_B, description="flange length of the RM75 variant (m)")
+
+    @field_validator("workspace_max")
+    @classmethod
+    def _box(cls, v, info):
+        lo = info.data.get("workspace_min")
+        if lo is not None and any(a >= b for a, b in zip(lo, v)):
+            raise ValueError(f"workspace_max {v} must exceed workspace_min {lo} on every axis")
+        return v
+
+
+@dataclass
+class LoopStats:
+    ticks: int = 0
+    sent: int = 0
+    starved_ticks: int = 0
+    held_ticks: int = 0
+    chunks_accepted: int = 0
+    chunks_rejected: int = 0
+    workspace_violations: int = 0
+    setpoints_rejected: int = 0
+    overruns: int = 0
+    estopped: bool = False
+    stopped_reason: str | None = None
+
+
+class ControlLoop:
+    """Streams chunks to ``driver`` at ``config.rate_hz`` until :meth:`stop` or an unrecoverable error."""
+
+    def __init__(self, driver: ArmDriver, config: ControlConfig | None = None, history: int = 65536):
+        self.driver = driver
+        self.cfg = config or ControlConfig()
+        lim = driver.limits.scaled(self.cfg.speed_fraction)
+        self.dt = 1.0 / self.cfg.rate_hz
+        self.follower = ChunkFollower(driver.dof, lim.q_min, lim.q_max, lim.qd_max, lim.qdd_max, self.dt,
+                                      blend_s=self.cfg.blend_s)
+        self.timer = CycleTimer(self.cfg.rate_hz, history=history)
+        self.stats = LoopStats()
+        self.tick_ns = np.zeros(history, dtype=np.int64)      # duration of each tick's work
+        self._box_lo = np.asarray(self.cfg.workspace_min, dtype=np.float64)
+        self._box_hi = np.asarray(self.cfg.workspace_max, dtype=np.float64)
+        self._pending = None
+        self._pending_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._estop = threading.Event()
+        self._last_chunk_s = 0.0
+        self._q_hold = np.zeros(driver.dof)
+
+    # ------------------------------------------------------------------------ inputs (any thread)
+    def submit(self, t0: float, dt: float, positions) -> None:
+        """Hand in a chunk (``t0`` on ``time.monotonic()``, s). Validated here; raises ValueError."""
+        Q = validate_chunk(t0, dt, positions, self.driver.dof)
+        with self._pending_lock:
+            self._pending = (float(t0), float(dt), Q)
+
+    def estop(self) -> None:
+        """Stop streaming and stop the arm; the loop exits."""
+        self._estop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ---------------------------------------------------------------------------------- loop
+    def run(self, max_ticks: int | None = None) -> LoopStats:
+        st = self.stats
+        q0 = self.driver.read_state().q
+        self.follower.reset(q0)
+        self._last_chunk_s = time.monotonic()
+        self.timer.start()
+        try:
+            while not self._stop.is_set():
+                if max_ticks is not None and st.ticks >= max_ticks:
+                    break
+                self.timer.wait()
+                a = time.monotonic_ns()
+                if self._estop.is_set():
+                    st.estopped = True
+                    st.stopped_reason = "e-stop"
+                    self.driver.stop()
+                    break
+                self._tick(a * 1e-9)
+                self.tick_ns[st.ticks % self.tick_ns.shape[0]] = time.monotonic_ns() - a
+                st.ticks += 1
+        except LinkLost as exc:
+            st.stopped_reason = f"link lost: {exc}"
+            self.driver.stop()
+        except ArmError as exc:
+            st.stopped_reason = f"arm error: {exc}"
+            self.driver.stop()
+        st.overruns = self.timer.overruns
+        return st
+
+    def _tick(self, t: float) -> None:
+        st = self.stats
+        pending = self._pending
+        if pending is not None:
+            with self._pending_lock:
+                pending, self._pending = self._pending, None
+            if self.follower.submit(pending[0], pending[1], pending[2], t):
+                st.chunks_accepted += 1
+                self._last_chunk_s = t
+            else:
+                st.chunks_rejected += 1
+        starved_before = self.follower.starved_ticks
+        if t - self._last_chunk_s > self.cfg.watchdog_s and not self.follower.at_rest:
+            q = self.follower.hold(t)       # watchdog: input went stale while moving
+            st.held_ticks += 1
+        else:
+            q = self.follower.step(t)
+        if self.follower.starved_ticks != starved_before:
+            st.starved_ticks += 1
+        p = rm75.fk(q, self.cfg.d7)[:3, 3]
+        if np.any(p < self._box_lo) or np.any(p > self._box_hi):
+            st.workspace_violations += 1
+            q = self.follower.hold(t)       # decelerate along the current motion instead of entering
+            p = rm75.fk(q, self.cfg.d7)[:3, 3]
+            if np.any(p < self._box_lo) or np.any(p > self._box_hi):
+                return                      # nothing safe to send this tick: the arm holds its last point
+        try:
+            self.driver.send_joint_setpoint(q)
+            st.sent += 1
+        except SetpointRejected:
+            st.setpoints_rejected += 1
+
+    def tick_durations_us(self) -> np.ndarray:
+        n = min(self.stats.ticks, self.tick_ns.shape[0])
+        return self.tick_ns[:n] / 1e3
