@@ -218,6 +218,9 @@ class RealmanArm(ArmDriver):
             self._teardown()
             raise
         self._prev_q, self._period_avg = None, 0.0
+        # compile / load the setpoint check now, not on the first streamed setpoint (a cold load
+        # holds the GIL long enough to starve the state callback)
+        validate_joint_setpoint(self._latest.q, self.limits, self._latest.q, 0.01, max_step=0.1)
         self._stop_watchdog.clear()
         self._watchdog = threading.Thread(target=self._watch, name="realman-link-watchdog", daemon=True)
         self._watchdog.start()

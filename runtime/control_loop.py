@@ -93,6 +93,20 @@ class ControlLoop:
         self._estop = threading.Event()
         self._last_chunk_s = 0.0
         self._q_hold = np.zeros(driver.dof)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile / load every kernel the tick uses before the first tick needs it."""
+        f = ChunkFollower(self.driver.dof, self.follower.q_min, self.follower.q_max, self.follower.v_max,
+                          self.follower.a_max, self.dt, self.cfg.blend_s)
+        q = 0.5 * (self.follower.q_min + self.follower.q_max)
+        f.reset(q)
+        f.submit(0.0, 0.02, np.stack([q, q]), 0.0)
+        f.step(0.005)
+        f.submit(0.01, 0.02, np.stack([q, q + 1e-3]), 0.01)
+        f.step(0.015)
+        f.hold(0.02)
+        rm75.fk(q, self.cfg.d7)
 
     # ------------------------------------------------------------------------ inputs (any thread)
     def submit(self, t0: float, dt: float, positions) -> None:
