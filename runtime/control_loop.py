@@ -92,7 +92,7 @@ class ControlLoop:
         self._stop = threading.Event()
         self._estop = threading.Event()
         self._last_chunk_s = 0.0
-        self._q_hold = np.zeros(driver.dof)
+        self._T = np.eye(4)                                   # FK scratch for the workspace check
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -106,7 +106,7 @@ class ControlLoop:
         f.submit(0.01, 0.02, np.stack([q, q + 1e-3]), 0.01)
         f.step(0.015)
         f.hold(0.02)
-        rm75.fk(q, self.cfg.d7)
+        self._outside_box(q)
 
     # ------------------------------------------------------------------------ inputs (any thread)
     def submit(self, t0: float, dt: float, positions) -> None:
@@ -171,18 +171,22 @@ class ControlLoop:
             q = self.follower.step(t)
         if self.follower.starved_ticks != starved_before:
             st.starved_ticks += 1
-        p = rm75.fk(q, self.cfg.d7)[:3, 3]
-        if np.any(p < self._box_lo) or np.any(p > self._box_hi):
+        if self._outside_box(q):
             st.workspace_violations += 1
             q = self.follower.hold(t)       # decelerate along the current motion instead of entering
-            p = rm75.fk(q, self.cfg.d7)[:3, 3]
-            if np.any(p < self._box_lo) or np.any(p > self._box_hi):
+            if self._outside_box(q):
                 return                      # nothing safe to send this tick: the arm holds its last point
         try:
             self.driver.send_joint_setpoint(q)
             st.sent += 1
         except SetpointRejected:
             st.setpoints_rejected += 1
+
+    def _outside_box(self, q) -> bool:
+        """Is the flange of ``q`` outside the workspace box? (FK into a preallocated matrix.)"""
+        rm75.fk_into(q, self.cfg.d7, self._T)
+        T, lo, hi = self._T, self._box_lo, self._box_hi
+        return not (lo[0] <= T[0, 3] <= hi[0] and lo[1] <= T[1, 3] <= hi[1] and lo[2] <= T[2, 3] <= hi[2])
 
     def tick_durations_us(self) -> np.ndarray:
         n = min(self.stats.ticks, self.tick_ns.shape[0])
