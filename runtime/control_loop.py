@@ -41,8 +41,10 @@ class ControlConfig(BaseModel):
 
     rate_hz: float = Field(200.0, ge=10.0, le=500.0, description="control rate; the RealMan limit is 500 Hz")
     blend_s: float = Field(0.1, gt=0.0, le=2.0, description="time over which a replacing chunk takes over")
-    watchdog_s: float = Field(0.5, gt=0.0, le=10.0,
-                              description="hold and decelerate when no chunk arrived for this long while moving")
+    watchdog_s: float = Field(1.5, gt=0.0, le=60.0,
+                              description="hold and decelerate when no chunk arrived for this long while moving "
+                                          "(producers re-publish more often than this; a chunk longer than this "
+                                          "is cut short unless followed by another)")
     speed_fraction: float = Field(1.0, gt=0.0, le=1.0, description="scale on the arm's velocity/acceleration limits")
     workspace_min: tuple[float, float, float] = Field((-0.7, -0.7, -0.05), description="flange box, m, base frame")
     workspace_max: tuple[float, float, float] = Field((0.7, 0.7, 1.0), description="flange box, m, base frame")
@@ -93,6 +95,8 @@ class ControlLoop:
         self._estop = threading.Event()
         self._last_chunk_s = 0.0
         self._T = np.eye(4)                                   # FK scratch for the workspace check
+        self.q_cmd = np.zeros(driver.dof)                     # the last setpoint sent
+        self._ramp_deadline: float | None = None
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -111,7 +115,13 @@ class ControlLoop:
     # ------------------------------------------------------------------------ inputs (any thread)
     def submit(self, t0: float, dt: float, positions) -> None:
         """Hand in a chunk (``t0`` on ``time.monotonic()``, s). Validated here; raises ValueError."""
-        Q = validate_chunk(t0, dt, positions, self.driver.dof)
+        Q = validate_chunk(t0, dt, positions, self.driver.dof, t_now=time.monotonic())
+        lo, hi = self.follower.q_min, self.follower.q_max
+        out = (Q < lo - 1e-9) | (Q > hi + 1e-9)
+        if out.any():
+            row, j = map(int, np.argwhere(out)[0])
+            raise ValueError(f"chunk row {row} puts joint {j + 1} at {np.degrees(Q[row, j]):.1f}°, outside its limits "
+                             f"[{np.degrees(lo[j]):.1f}°, {np.degrees(hi[j]):.1f}°]")
         with self._pending_lock:
             self._pending = (float(t0), float(dt), Q)
 
@@ -119,18 +129,33 @@ class ControlLoop:
         """Stop streaming and stop the arm; the loop exits."""
         self._estop.set()
 
-    def stop(self) -> None:
+    def stop(self, decelerate: bool = False, timeout_s: float = 2.0) -> None:
+        """End the loop. ``decelerate``: first bring the command to rest at the acceleration limit
+        (holding, as on starvation) for at most ``timeout_s``, then exit — a daemon shut down
+        mid-motion never leaves the arm on its last velocity."""
+        if decelerate:
+            self._ramp_deadline = time.monotonic() + timeout_s
         self._stop.set()
 
     # ---------------------------------------------------------------------------------- loop
-    def run(self, max_ticks: int | None = None) -> LoopStats:
+    def run(self, max_ticks: int | None = None, before_tick=None, after_tick=None) -> LoopStats:
+        """Tick until :meth:`stop`/:meth:`estop`, ``max_ticks`` or an arm error.
+
+        ``before_tick(t)`` runs at the start of each tick (the control node drains the bus there and
+        calls :meth:`submit`); ``after_tick(t, sent)`` after the setpoint went out (publishing
+        state). Both run inside the tick's time budget and must not block."""
         st = self.stats
         q0 = self.driver.read_state().q
         self.follower.reset(q0)
+        self.q_cmd[:] = q0
         self._last_chunk_s = time.monotonic()
         self.timer.start()
         try:
-            while not self._stop.is_set():
+            while True:
+                if self._stop.is_set():
+                    if self._ramp_deadline is None or self.follower.at_rest or time.monotonic() > self._ramp_deadline:
+                        break
+                    self._last_chunk_s = -1e9          # ramping down: the watchdog path holds
                 if max_ticks is not None and st.ticks >= max_ticks:
                     break
                 self.timer.wait()
@@ -140,7 +165,12 @@ class ControlLoop:
                     st.stopped_reason = "e-stop"
                     self.driver.stop()
                     break
-                self._tick(a * 1e-9)
+                t = a * 1e-9
+                if before_tick is not None:
+                    before_tick(t)
+                sent = self._tick(t)
+                if after_tick is not None:
+                    after_tick(t, sent)
                 self.tick_ns[st.ticks % self.tick_ns.shape[0]] = time.monotonic_ns() - a
                 st.ticks += 1
         except LinkLost as exc:
@@ -152,7 +182,7 @@ class ControlLoop:
         st.overruns = self.timer.overruns
         return st
 
-    def _tick(self, t: float) -> None:
+    def _tick(self, t: float) -> bool:
         st = self.stats
         pending = self._pending
         if pending is not None:
@@ -175,12 +205,15 @@ class ControlLoop:
             st.workspace_violations += 1
             q = self.follower.hold(t)       # decelerate along the current motion instead of entering
             if self._outside_box(q):
-                return                      # nothing safe to send this tick: the arm holds its last point
+                return False                # nothing safe to send this tick: the arm holds its last point
         try:
             self.driver.send_joint_setpoint(q)
-            st.sent += 1
         except SetpointRejected:
             st.setpoints_rejected += 1
+            return False
+        st.sent += 1
+        self.q_cmd[:] = q
+        return True
 
     def _outside_box(self, q) -> bool:
         """Is the flange of ``q`` outside the workspace box? (FK into a preallocated matrix.)"""

@@ -1,0 +1,328 @@
+"""kinebridge's bus: named topics over ZeroMQ PUB/SUB, one publishing socket per node.
+
+Layout: every node binds one PUB socket at its endpoint (``ipc://`` by default, ``tcp://`` to put a
+node on another machine) and connects one SUB socket to the endpoints of the nodes it listens to.
+A topic is a plain name (``chunk``, ``control/state``, ``heartbeat``); a subscriber receives a topic
+from whichever node publishes it. Frames follow :mod:`kinebridge.runtime.codec`.
+
+Every header is stamped on publish: ``seq`` (per topic, from 0), ``stamp_ns`` (CLOCK_MONOTONIC, the
+clock every node on the machine shares), ``src`` (the publishing node) and ``derived`` — the
+``[src, topic, seq, stamp_ns]`` of the messages it was computed from — so any output can be traced
+back to its inputs and every stage latency read off a recording.
+
+Socket options follow the measurements in ``shared/reference/realtime.md`` §4.3/4.5:
+
+* ``LINGER=0`` everywhere (closing never hangs on unsent data);
+* ``IMMEDIATE=1`` on publishers (nothing is queued for a peer whose connection is not complete,
+  so a restarted node is never fed stale messages). Not on subscribers: a connecting SUB with
+  IMMEDIATE drops its own subscription before the connection completes and then receives nothing
+  (measured here) — staleness on the receiving side is handled by the stamps instead;
+* bounded high-water marks (a slow subscriber drops, a publisher never blocks: sends are
+  ``NOBLOCK``);
+* CONFLATE does not work with multipart messages, so "newest value only" is done by
+  :meth:`Subscriber.latest`, which drains the queue and keeps the newest message per topic.
+
+A ``tcp://`` endpoint off loopback is refused unless CurveZMQ keys are configured
+(:class:`CurveKeys`): publishers are CURVE servers that accept only clients whose public key is in
+the key directory, subscribers verify the publisher's key. Nobody without a key can command the arm
+or read its state over the network. ``kinebridge keys`` writes the key files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from kinebridge.runtime.codec import Message, MessageError, decode, encode
+
+__all__ = ["BusError", "CurveKeys", "Publisher", "Subscriber", "check_endpoint", "default_ipc_dir",
+           "endpoint_is_remote", "write_keys"]
+
+RESERVED = ("seq", "stamp_ns", "src", "derived")
+
+
+class BusError(ValueError):
+    """A bus endpoint, key or option that cannot work; the text names it and the fix."""
+
+
+def default_ipc_dir() -> str:
+    """Where ``ipc://`` sockets live unless configured: ``$XDG_RUNTIME_DIR/kinebridge`` or ``/tmp``."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
+    return str(Path(base) / f"kinebridge-{os.getuid()}")
+
+
+def endpoint_is_remote(endpoint: str) -> bool:
+    """Does ``endpoint`` reach beyond this machine (tcp on a non-loopback address)?"""
+    if not endpoint.startswith("tcp://"):
+        return False
+    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    if host in ("localhost", "lo"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a host name or an interface name ("*", "eth0"): treat as remote
+
+
+def check_endpoint(endpoint: str, where: str = "endpoint") -> str:
+    """Validate an endpoint string; returns it. Raises :class:`BusError` naming ``where``."""
+    if not isinstance(endpoint, str):
+        raise BusError(f"{where}: expected a string like 'ipc:///tmp/kinebridge/control.sock' or "
+                       f"'tcp://127.0.0.1:5750', got {endpoint!r}")
+    if endpoint.startswith("ipc://"):
+        path = endpoint[len("ipc://"):]
+        if not path.startswith("/"):
+            raise BusError(f"{where}: ipc endpoints need an absolute path, got {endpoint!r}")
+        if len(path.encode()) > 107:
+            raise BusError(f"{where}: ipc path is {len(path.encode())} bytes; Unix sockets allow 107 — "
+                           f"choose a shorter bus.ipc_dir")
+        return endpoint
+    if endpoint.startswith("tcp://"):
+        hostport = endpoint[len("tcp://"):]
+        host, sep, port = hostport.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise BusError(f"{where}: tcp endpoints are 'tcp://HOST:PORT' with PORT 1..65535, got {endpoint!r}")
+        return endpoint
+    raise BusError(f"{where}: unsupported transport in {endpoint!r}; use ipc:// (same machine) or tcp:// "
+                   f"(another machine, with CurveZMQ keys)")
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """CurveZMQ key files for one node: ``<dir>/<node>.key_secret`` (its keypair) and the public
+    keys ``<dir>/*.key`` of every node allowed to talk to it."""
+
+    directory: str
+    node: str
+
+    def _load(self, name: str, secret: bool):
+        import zmq.auth
+        path = Path(self.directory) / (f"{name}.key_secret" if secret else f"{name}.key")
+        if not path.is_file():
+            raise BusError(f"CurveZMQ key file {path} is missing; create the keys with "
+                           f"`kinebridge keys --dir {self.directory} {name}` and copy them to each machine")
+        try:
+            pub, sec = zmq.auth.load_certificate(str(path))
+        except Exception as exc:
+            raise BusError(f"CurveZMQ key file {path} is unreadable ({exc}); regenerate it with `kinebridge keys`") from exc
+        if secret and not sec:
+            raise BusError(f"{path} holds no secret key")
+        return pub, sec
+
+    def own(self):
+        return self._load(self.node, secret=True)
+
+    def public(self, name: str) -> bytes:
+        return self._load(name, secret=False)[0]
+
+
+def write_keys(directory: str, nodes) -> list[str]:
+    """Create a CurveZMQ keypair per node in ``directory`` (mode 0700); returns the files written."""
+    import zmq.auth
+    if not zmq.has("curve"):
+        raise BusError("this libzmq was built without CURVE support; install pyzmq's wheels (they bundle libsodium)")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+    written = []
+    for name in nodes:
+        pub, sec = zmq.auth.create_certificates(str(d), name)
+        os.chmod(sec, 0o600)
+        written += [pub, sec]
+    return written
+
+
+def _common(sock: zmq.Socket) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+
+
+class Publisher:
+    """One node's publishing socket: ``publish(topic, header, arrays, derived)`` stamps and sends."""
+
+    def __init__(self, endpoint: str, src: str, *, ctx: zmq.Context | None = None, sndhwm: int = 1000,
+                 curve: CurveKeys | None = None):
+        check_endpoint(endpoint, f"endpoint of node {src!r}")
+        if endpoint_is_remote(endpoint) and curve is None:
+            raise BusError(f"node {src!r} would publish on {endpoint}, which is reachable from other machines, "
+                           f"without CurveZMQ keys; set bus.curve_keys (see `kinebridge keys --help`) or use "
+                           f"ipc:// / a loopback address")
+        self.src = src
+        self.endpoint = endpoint
+        self.ctx = ctx or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.PUB)
+        _common(self.sock)
+        self.sock.setsockopt(zmq.IMMEDIATE, 1)
+        self.sock.setsockopt(zmq.SNDHWM, int(sndhwm))
+        self._auth = None
+        if curve is not None:
+            pub, sec = curve.own()
+            from zmq.auth.thread import ThreadAuthenticator
+            self._auth = ThreadAuthenticator(self.ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(curve.directory))
+            self.sock.curve_publickey, self.sock.curve_secretkey = pub, sec
+            self.sock.curve_server = True
+        if endpoint.startswith("ipc://"):
+            path = Path(endpoint[len("ipc://"):])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.unlink()      # a socket file left by a crashed predecessor
+            except FileNotFoundError:
+                pass
+        try:
+            self.sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise BusError(f"node {src!r} cannot bind {endpoint}: {exc.strerror}; is another instance running?") from exc
+        self._seq: dict[str, int] = {}
+        self.sent = 0
+        self.dropped = 0
+
+    def publish(self, topic: str, header: dict | None = None, arrays: dict | None = None,
+                derived=()) -> dict:
+        """Stamp ``header`` (seq, stamp_ns, src, derived) and send; returns the stamp.
+
+        ``derived``: the stamps (dicts returned by ``publish`` or received headers) this message was
+        computed from. Never blocks: at the high-water mark the message is dropped and counted."""
+        seq = self._seq.get(topic, 0)
+        self._seq[topic] = seq + 1
+        stamp = {"seq": seq, "stamp_ns": time.monotonic_ns(), "src": self.src}
+        hdr = dict(stamp)
+        if header:
+            for k in RESERVED:
+                if k in header:
+                    raise ValueError(f"header key {k!r} is stamped by the bus; do not set it")
+            hdr.update(header)
+        if derived:
+            hdr["derived"] = [[d["src"], d.get("topic", ""), d["seq"], d["stamp_ns"]] if isinstance(d, dict)
+                              else list(d) for d in derived]
+        frames = encode(topic, hdr, arrays)
+        try:
+            self.sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            self.sent += 1
+        except zmq.Again:
+            self.dropped += 1
+        stamp["topic"] = topic
+        return stamp
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+
+@dataclass
+class SubscriberCounters:
+    received: int = 0
+    malformed: int = 0
+    gaps: int = 0                  # messages missing from a (src, topic) sequence (dropped upstream)
+    last_error: str | None = None
+    last_seq: dict = field(default_factory=dict)
+
+
+class Subscriber:
+    """A node's listening socket, connected to the publishers in ``endpoints``, for ``topics``.
+
+    ``topics`` are exact names (``[]`` = everything, for the recorder). Malformed messages are
+    counted in ``counters`` and skipped, never raised into a loop. ``servers`` maps endpoint →
+    publishing node name, needed for CurveZMQ (the publisher's public key is looked up by name)."""
+
+    def __init__(self, endpoints, topics=(), *, ctx: zmq.Context | None = None, rcvhwm: int = 1000,
+                 curve: CurveKeys | None = None, servers: dict | None = None, name: str = "subscriber"):
+        self.ctx = ctx or zmq.Context.instance()
+        self.topics = frozenset(topics)
+        self.sock = self.ctx.socket(zmq.SUB)
+        _common(self.sock)
+        self.sock.setsockopt(zmq.RCVHWM, int(rcvhwm))
+        if self.topics:
+            for t in self.topics:
+                self.sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        else:
+            self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.counters = SubscriberCounters()
+        self.endpoints = []
+        for ep in endpoints:
+            self.connect(ep, curve=curve, server=(servers or {}).get(ep), name=name)
+
+    def connect(self, endpoint: str, *, curve: CurveKeys | None = None, server: str | None = None,
+                name: str = "subscriber") -> None:
+        check_endpoint(endpoint, f"{name} → {endpoint}")
+        if curve is not None:
+            if server is None:
+                raise BusError(f"{name}: CurveZMQ needs the name of the node publishing on {endpoint} "
+                               f"(its public key is <keys>/<name>.key)")
+            pub, sec = curve.own()
+            # libzmq copies the options at connect time, so each publisher is checked against its own key
+            self.sock.curve_publickey, self.sock.curve_secretkey = pub, sec
+            self.sock.curve_serverkey = curve.public(server)
+        elif endpoint_is_remote(endpoint):
+            raise BusError(f"{name} would listen to {endpoint} off this machine without CurveZMQ keys; "
+                           f"set bus.curve_keys (see `kinebridge keys --help`)")
+        self.sock.connect(endpoint)
+        self.endpoints.append(endpoint)
+
+    # -------------------------------------------------------------------------------- receiving
+    def _accept(self, frames) -> Message | None:
+        c = self.counters
+        try:
+            msg = decode(frames)
+        except MessageError as exc:
+            c.malformed += 1
+            c.last_error = str(exc)
+            return None
+        if self.topics and msg.topic not in self.topics:
+            return None            # a longer topic that shares a subscribed prefix
+        h = msg.header
+        seq, src = h.get("seq"), h.get("src")
+        if not isinstance(seq, int) or not isinstance(src, str) or not isinstance(h.get("stamp_ns"), int):
+            c.malformed += 1
+            c.last_error = f"{msg.topic!r}: header lacks the bus stamp (seq, stamp_ns, src)"
+            return None
+        key = (src, msg.topic)
+        prev = c.last_seq.get(key)
+        if prev is not None and seq > prev + 1:
+            c.gaps += seq - prev - 1
+        c.last_seq[key] = seq
+        c.received += 1
+        return msg
+
+    def recv(self, timeout_ms: int | None = None) -> Message | None:
+        """The next well-formed message, waiting up to ``timeout_ms`` (None = forever); None on timeout."""
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1e3
+        while True:
+            if deadline is not None:
+                left = int(max(0.0, deadline - time.monotonic()) * 1e3)
+                if not self.sock.poll(left):
+                    return None
+            msg = self._accept(self.sock.recv_multipart(copy=False))
+            if msg is not None:
+                return msg
+
+    def drain(self, limit: int = 10_000) -> list[Message]:
+        """Everything queued now, oldest first, without waiting."""
+        out = []
+        for _ in range(limit):
+            try:
+                frames = self.sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            msg = self._accept(frames)
+            if msg is not None:
+                out.append(msg)
+        return out
+
+    def latest(self) -> dict[str, Message]:
+        """Drain the queue and keep only the newest message of each topic (drain-to-latest)."""
+        newest: dict[str, Message] = {}
+        for m in self.drain():
+            newest[m.topic] = m
+        return newest
+
+    def close(self) -> None:
+        self.sock.close(linger=0)

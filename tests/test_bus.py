@@ -1,0 +1,200 @@
+"""The bus: stamping, drain-to-latest, bounded queues, malformed input, endpoint and key rules."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from kinebridge.runtime.bus import (BusError, CurveKeys, Publisher, Subscriber, check_endpoint, endpoint_is_remote,
+                                    write_keys)
+
+
+@pytest.fixture
+def ep(tmp_path):
+    return f"ipc://{tmp_path}/node.sock"
+
+
+def _pair(ep, topics=("a",), **kw):
+    pub = Publisher(ep, "producer")
+    sub = Subscriber([ep], topics, **kw)
+    time.sleep(0.15)  # slow joiner: let the subscription reach the publisher
+    return pub, sub
+
+
+def test_stamps_and_arrays_arrive(ep):
+    pub, sub = _pair(ep, ("a",))
+    try:
+        q = np.arange(21.0).reshape(3, 7)
+        s0 = pub.publish("a", {"t0": 1.5}, {"q": q})
+        s1 = pub.publish("a", {"t0": 2.5}, {"q": q + 1}, derived=[s0])
+        m0, m1 = sub.recv(1000), sub.recv(1000)
+        assert (m0.header["seq"], m1.header["seq"]) == (0, 1)
+        assert m0.header["src"] == "producer" and m0.header["t0"] == 1.5
+        assert m0.header["stamp_ns"] <= m1.header["stamp_ns"] <= time.monotonic_ns()
+        assert m1.header["derived"] == [["producer", "a", 0, s0["stamp_ns"]]]
+        np.testing.assert_array_equal(m1.arrays["q"], q + 1)
+        assert s1["seq"] == 1 and s1["topic"] == "a"
+    finally:
+        pub.close(), sub.close()
+
+
+def test_topics_are_exact_names(ep):
+    pub, sub = _pair(ep, ("chunk",))
+    try:
+        pub.publish("chunks", {"x": 1})      # shares the prefix, must not be delivered
+        pub.publish("chunk", {"x": 2})
+        m = sub.recv(1000)
+        assert m.topic == "chunk" and m.header["x"] == 2
+        assert sub.recv(50) is None
+    finally:
+        pub.close(), sub.close()
+
+
+def test_latest_keeps_the_newest_per_topic_and_counts_gaps(ep):
+    pub, sub = _pair(ep, ("a", "b"))
+    try:
+        for i in range(20):
+            pub.publish("a", {"i": i})
+        pub.publish("b", {"i": 99})
+        time.sleep(0.1)
+        newest = sub.latest()
+        assert newest["a"].header["i"] == 19 and newest["b"].header["i"] == 99
+        assert sub.counters.received == 21 and sub.counters.gaps == 0
+        pub._seq["a"] += 5                   # five messages "lost" upstream
+        pub.publish("a", {"i": 20})
+        assert sub.recv(1000).header["seq"] == 25
+        assert sub.counters.gaps == 5
+    finally:
+        pub.close(), sub.close()
+
+
+def test_bounded_queue_drops_instead_of_blocking(ep):
+    pub = Publisher(ep, "producer", sndhwm=10)
+    sub = Subscriber([ep], ("a",), rcvhwm=10)
+    time.sleep(0.15)
+    try:
+        t0 = time.perf_counter()
+        for i in range(5000):
+            pub.publish("a", {"i": i}, {"q": np.zeros((50, 7))})
+        assert time.perf_counter() - t0 < 5.0      # never blocked on the slow reader
+        time.sleep(0.1)
+        got = sub.drain()
+        assert 0 < len(got) < 5000                 # bounded: most were dropped, none blocked
+        pub.publish("a", {"i": 5000})              # the next message after the loss reveals the gap
+        m = sub.recv(1000)
+        assert m.header["i"] == 5000 and 0 < sub.counters.gaps <= 5000 - len(got)
+    finally:
+        pub.close(), sub.close()
+
+
+def test_malformed_messages_are_counted_not_raised(ep):
+    raw = zmq.Context.instance().socket(zmq.PUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.bind(ep)
+    sub = Subscriber([ep], ("a",))
+    time.sleep(0.15)
+    try:
+        raw.send_multipart([b"a", b"\xc1garbage"])                    # not msgpack
+        raw.send_multipart([b"a", b"\x80"])                           # valid map, no bus stamp
+        import msgpack
+        raw.send_multipart([b"a", msgpack.packb({"seq": 0, "stamp_ns": 1, "src": "x",
+                                                 "_arrays": [["q", "<f8", [3]]]}), b"\x00" * 8])  # short frame
+        raw.send_multipart([b"a", msgpack.packb({"seq": 1, "stamp_ns": 2, "src": "x", "ok": True})])
+        m = sub.recv(1000)
+        assert m.header["ok"] is True
+        assert sub.counters.malformed == 3 and "q" in sub.counters.last_error or sub.counters.malformed == 3
+    finally:
+        raw.close(), sub.close()
+
+
+def test_reserved_header_keys_are_refused(ep):
+    pub = Publisher(ep, "producer")
+    try:
+        with pytest.raises(ValueError, match="stamped by the bus"):
+            pub.publish("a", {"seq": 3})
+    finally:
+        pub.close()
+
+
+def test_restarted_publisher_rebinds_a_stale_socket_file(ep):
+    a = Publisher(ep, "p")
+    a.close()                                    # left its socket file behind, like a crash would
+    b = Publisher(ep, "p")
+    sub = Subscriber([ep], ("a",))
+    time.sleep(0.15)
+    try:
+        b.publish("a", {"n": 1})
+        assert sub.recv(1000).header["n"] == 1
+    finally:
+        b.close(), sub.close()
+
+
+@pytest.mark.parametrize("ep,remote", [("ipc:///tmp/x.sock", False), ("tcp://127.0.0.1:5000", False),
+                                       ("tcp://localhost:5000", False), ("tcp://192.168.1.20:5000", True),
+                                       ("tcp://*:5000", True), ("tcp://[::1]:5000", False)])
+def test_endpoint_is_remote(ep, remote):
+    assert endpoint_is_remote(ep) is remote
+
+
+@pytest.mark.parametrize("bad,match", [("udp://1.2.3.4:5", "unsupported transport"), ("ipc://rel/path", "absolute"),
+                                       ("tcp://host", "PORT"), ("tcp://h:99999", "PORT"),
+                                       ("ipc:///" + "x" * 120, "107")])
+def test_bad_endpoints_are_named(bad, match):
+    with pytest.raises(BusError, match=match):
+        check_endpoint(bad)
+
+
+def test_remote_endpoint_without_keys_is_refused():
+    with pytest.raises(BusError, match="CurveZMQ"):
+        Publisher("tcp://192.0.2.1:5999", "control")
+    with pytest.raises(BusError, match="CurveZMQ"):
+        Subscriber(["tcp://192.0.2.1:5999"], ("a",))
+
+
+def test_curve_authenticates_both_ends(tmp_path):
+    """A CURVE publisher talks to a subscriber holding an allowed key, and to nobody else."""
+    keys = tmp_path / "keys"
+    write_keys(str(keys), ["trajectory", "control"])
+    ep = "tcp://127.0.0.1:47913"
+    ctx = zmq.Context()
+    pub = Publisher(ep, "trajectory", ctx=ctx, curve=CurveKeys(str(keys), "trajectory"))
+    good = Subscriber([ep], ("a",), ctx=ctx, curve=CurveKeys(str(keys), "control"), servers={ep: "trajectory"})
+
+    def raw_sub(curve_pair=None):
+        s = ctx.socket(zmq.SUB)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SUBSCRIBE, b"")
+        if curve_pair:
+            s.curve_publickey, s.curve_secretkey = curve_pair
+            s.curve_serverkey = CurveKeys(str(keys), "control").public("trajectory")
+        s.connect(ep)
+        return s
+
+    intruder = raw_sub(zmq.curve_keypair())      # a valid keypair that is not in the key directory
+    plain = raw_sub()                            # no CURVE at all
+    time.sleep(0.5)
+    try:
+        for i in range(5):
+            pub.publish("a", {"i": i})
+            time.sleep(0.02)
+        m = good.recv(1000)
+        assert m is not None and m.header["src"] == "trajectory"
+        assert intruder.poll(300) == 0
+        assert plain.poll(100) == 0
+    finally:
+        intruder.close(), plain.close(), good.close(), pub.close()
+        ctx.term()
+
+
+def test_curve_subscriber_needs_the_publisher_name(tmp_path):
+    write_keys(str(tmp_path), ["control"])
+    with pytest.raises(BusError, match="name of the node"):
+        Subscriber(["tcp://127.0.0.1:47914"], ("a",), curve=CurveKeys(str(tmp_path), "control"))
+
+
+def test_missing_key_file_names_the_fix(tmp_path):
+    with pytest.raises(BusError, match="kinebridge keys"):
+        CurveKeys(str(tmp_path), "control").own()
