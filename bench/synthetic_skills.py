@@ -29,21 +29,27 @@ def _axis_angle(axis, angle):
 
 
 def pour(start: TaskFrame, cup: TaskFrame, n_points: int = 200, duration: float = 2.0, wobble: float = 0.0,
-         rng=None) -> Demonstration:
-    """One pour from the ``start`` pose to the ``cup`` frame; ``wobble`` adds smooth noise (m, rad)."""
+         rng=None, offset=POUR_OFFSET, tilt_max: float = POUR_TILT, tilt_axis=(0.0, 1.0, 0.0),
+         smooth_tilt: bool = False) -> Demonstration:
+    """One pour from the ``start`` pose to the ``cup`` frame; ``wobble`` adds smooth noise (m, rad).
+
+    ``offset`` is where the pour happens in the cup frame, ``tilt_max`` the final tilt (rad) about
+    ``tilt_axis`` (cup frame); ``smooth_tilt`` ends the tilt at rest (smoothstep) instead of at full
+    tilt rate."""
     rng = np.random.default_rng(rng)
     t = np.linspace(duration / n_points, duration, n_points)
     u = (t - t[0]) / (t[-1] - t[0])
     s = u * u * (3 - 2 * u)                                   # smoothstep progress
     p0 = np.asarray(start.origin, float)
-    p1 = cup.origin + cup.rotation @ POUR_OFFSET
+    p1 = cup.origin + cup.rotation @ np.asarray(offset, float)
     lift = 0.10 * np.sin(np.pi * u)                           # arc over the table
     pos = (1 - s)[:, None] * p0 + s[:, None] * p1
     pos[:, 2] += lift
     q0 = quat.from_matrix(start.rotation)
     q_cup = quat.from_matrix(cup.rotation)
-    tilt = np.clip((u - 0.6) / 0.4, 0, 1) ** 2 * POUR_TILT    # tilt during the last 40 %
-    q_goal = quat.mul(q_cup[None], np.stack([_axis_angle([0, 1, 0], a) for a in tilt]))
+    ut = np.clip((u - 0.6) / 0.4, 0, 1)
+    tilt = (ut * ut * (3 - 2 * ut) if smooth_tilt else ut ** 2) * tilt_max   # tilt during the last 40 %
+    q_goal = quat.mul(q_cup[None], np.stack([_axis_angle(tilt_axis, a) for a in tilt]))
     rel = quat.log_at(q0[None], q_goal)                        # slerp-like blend from q0 towards the goal
     q = quat.exp_at(np.broadcast_to(q0, (n_points, 4)), s[:, None] * rel)
     if wobble:
@@ -73,4 +79,35 @@ def pouring_demos(n_demos: int = 6, n_points: int = 200, seed: int = 0, wobble: 
         f = random_frames(rng)
         demos.append(pour(f[0], f[1], n_points, wobble=wobble, rng=rng))
         frames.append(f)
+    return demos, frames
+
+
+# ------------------------------------------------------------------ the RM75's own pouring skill
+TOOL_DOWN = np.diag([1.0, -1.0, -1.0])          # flange z pointing at the table
+ARM_POUR_OFFSET = np.array([-0.05, 0.0, -0.10])  # cup frame (z down): 10 cm above the cup, 5 cm behind it
+ARM_POUR_TILT = 1.2                              # rad about the cup frame's x axis
+
+
+def arm_cup_frame(x: float, y: float, z: float, yaw: float) -> TaskFrame:
+    """The cup frame an RM75 skill uses: origin at the cup, z pointing down (the tool's approach)."""
+    return TaskFrame(np.array([x, y, z], float), yaw_matrix(yaw) @ TOOL_DOWN)
+
+
+def arm_pouring_demos(n_demos: int = 6, n_points: int = 200, seed: int = 0, wobble: float = 0.003,
+                      duration: float = 3.0):
+    """Pours an RM75-B can execute with the tool pointing down: start poses and cups within reach.
+
+    Same motion as :func:`pour` (lift, travel, descend beside the cup, tilt during the last 40 %),
+    with frames in the arm's base frame: the start is a grasp pose, the cup frame
+    :func:`arm_cup_frame`. Returns (demos, frames per demo)."""
+    rng = np.random.default_rng(seed)
+    demos, frames = [], []
+    for _ in range(n_demos):
+        start = TaskFrame(np.array([rng.uniform(0.30, 0.40), rng.uniform(-0.22, -0.12), rng.uniform(0.15, 0.22)]),
+                          yaw_matrix(rng.uniform(-0.3, 0.3)) @ TOOL_DOWN)
+        cup = arm_cup_frame(rng.uniform(0.32, 0.45), rng.uniform(0.05, 0.20), rng.uniform(0.08, 0.12),
+                            rng.uniform(-0.4, 0.4))
+        demos.append(pour(start, cup, n_points, duration=duration, wobble=wobble, rng=rng, offset=ARM_POUR_OFFSET,
+                          tilt_max=ARM_POUR_TILT, tilt_axis=(1.0, 0.0, 0.0), smooth_tilt=True))
+        frames.append([start, cup])
     return demos, frames

@@ -1050,14 +1050,14 @@ class SimProcess:
 
 def spawn_sim(port: int = 0, push_port: int = 0, host: str = "127.0.0.1", cycle: int = 1, model: str = "RM75-B",
               gen: int = 3, log: bool = False, timeout: float = 30.0, python: str | None = None,
-              rt_priority: int = 10) -> SimProcess:
+              rt_priority: int = 10, initial_joints_deg=None) -> SimProcess:
     """Start ``python -m kinebridge.drivers.sim_controller`` and wait until it accepts TCP.
 
     ``port``/``push_port`` 0 let the child pick free ports; they are read from its ready line. Raises
     ``RuntimeError`` (with the child's stderr) if it exits or is not ready within ``timeout`` s. The
     child holds a pipe from this process on its stdin and shuts down when that closes, so it never
     outlives its parent (even one killed with SIGKILL). ``rt_priority``: SCHED_FIFO priority of its
-    push thread where permitted (0 = normal scheduling).
+    push thread where permitted (0 = normal scheduling). ``initial_joints_deg``: where the arm starts.
     """
     import select
 
@@ -1066,6 +1066,8 @@ def spawn_sim(port: int = 0, push_port: int = 0, host: str = "127.0.0.1", cycle:
             "--model", model, "--gen", str(int(gen)), "--exit-with-stdin"]
     if log:
         args.append("--log")
+    if initial_joints_deg is not None:
+        args.append("--initial-joints=" + ",".join(f"{float(x):.9g}" for x in initial_joints_deg))
     args += ["--rt-priority", str(int(rt_priority))]
     fd, err_path = tempfile.mkstemp(prefix="kinebridge-sim-", suffix=".stderr")
     with os.fdopen(fd, "wb") as err_file:
@@ -1130,6 +1132,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exit-with-stdin", action="store_true",
                    help="shut down when stdin reaches EOF (spawn_sim uses it so the simulator never outlives "
                         "the process that started it)")
+    p.add_argument("--initial-joints", default=None, metavar="DEG,...",
+                   help="joint angles the arm starts at, 7 comma-separated degrees (default: all zero)")
     p.add_argument("--rt-priority", type=int, default=10,
                    help="run the push thread under SCHED_FIFO at this priority (1…99) where the OS permits it "
                         "(else normal scheduling, reported as push.sched_fifo in the stats); 0 = never")
@@ -1139,8 +1143,17 @@ def serve(args: argparse.Namespace) -> int:
     """Run a simulator from parsed options until SIGINT/SIGTERM; prints the ready line on stdout."""
     sys.setswitchinterval(0.0005)      # bound GIL hand-over delays to 0.5 ms (this process only)
     try:
-        sim = SimController(args.host, args.port, args.push_port, args.cycle, args.model, args.gen, log=args.log,
-                            realtime=getattr(args, "rt_priority", 0))
+        q0 = None
+        if getattr(args, "initial_joints", None):
+            try:
+                q0 = np.radians([float(x) for x in args.initial_joints.split(",")])
+            except ValueError:
+                raise ValueError(f"--initial-joints: expected 7 comma-separated angles in degrees, "
+                                 f"got {args.initial_joints!r}") from None
+            if q0.shape != (7,):
+                raise ValueError(f"--initial-joints: expected 7 angles, got {q0.size}")
+        sim = SimController(args.host, args.port, args.push_port, args.cycle, args.model, args.gen, q0=q0,
+                            log=args.log, realtime=getattr(args, "rt_priority", 0))
         sim.start()
     except (OSError, ValueError) as exc:
         print(f"kinebridge sim: error: {exc}", file=sys.stderr)

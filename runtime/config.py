@@ -49,6 +49,7 @@ class BusConfig(_Strict):
 class ArmSection(_Strict):
     simulate: bool = Field(True, description="start kinebridge's simulated RealMan controller and connect to it")
     sim_model: Literal["RM75-B", "RM75-6F"] = "RM75-B"
+    sim_initial_deg: list[float] | None = Field(None, description="joints the simulated arm starts at (7 values, °)")
     realman: RealmanConfig = Field(default_factory=RealmanConfig)
 
 
@@ -118,6 +119,9 @@ class RuntimeConfig(_Strict):
 
     @model_validator(mode="after")
     def _endpoints(self):
+        q = self.arm.sim_initial_deg
+        if q is not None and (len(q) != 7 or any(abs(v) > 360 for v in q)):
+            raise ValueError(f"arm.sim_initial_deg: expected 7 joint angles within ±360°, got {q}")
         seen = {}
         for name in [*self.nodes, "supervisor"]:
             ep = self.endpoint(name)
@@ -158,6 +162,8 @@ DEFAULT_TOML = """\
 
 [arm]
 simulate = true            # false: connect to the controller at [arm.realman] ip/port
+# the simulated arm starts in a ready pose above the table, tool pointing down (0.36, -0.15, 0.17 m)
+sim_initial_deg = [-38.36, 54.94, 34.24, 63.56, -29.45, 69.5, -185.82]
 
 [arm.realman]
 ip = "127.0.0.1"           # ignored (replaced by the simulator's address) while simulate = true

@@ -30,6 +30,10 @@ __all__ = ["ControlNode"]
 
 
 class ControlNode(Node):
+    def io_priority(self, cfg) -> int:
+        p = cfg.control.realtime.priority
+        return max(0, p - 1)
+
     def subscriptions(self) -> tuple[str, ...]:
         return (self.cfg.control.chunk_topic, "estop")
 

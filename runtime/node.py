@@ -37,20 +37,40 @@ class Node:
         self.name = name
         self.cfg = cfg
         self.kind = cfg.nodes[name].kind if name in cfg.nodes else name
+        self.detail: dict = {}
         self.ctx = zmq.Context()
+        self._io_realtime(self.io_priority(cfg))
         curve = CurveKeys(cfg.bus.curve_keys, name) if cfg.bus.curve_keys else None
         self.pub = Publisher(cfg.endpoint(name), name, ctx=self.ctx, sndhwm=cfg.bus.sndhwm, curve=curve)
         servers = cfg.endpoints(exclude=name)
         self.sub = Subscriber(list(servers), self.subscriptions(), ctx=self.ctx, rcvhwm=cfg.bus.rcvhwm, curve=curve,
                               servers=servers, name=name)
         self.status = "starting"
-        self.detail: dict = {}
         self._stop = threading.Event()
         self._hb_period = 1.0 / cfg.supervisor.heartbeat_hz
         self._next_hb = 0.0
         self.started_ns = time.monotonic_ns()
 
     # ------------------------------------------------------------------------- to override
+    def io_priority(self, cfg: RuntimeConfig) -> int:
+        """SCHED_FIFO priority for ZeroMQ's I/O thread (0 = normal scheduling)."""
+        return 0
+
+    def _io_realtime(self, priority: int) -> None:
+        """Give ZeroMQ's I/O thread SCHED_FIFO ``priority`` where permitted: messages for a real-time
+        loop must not wait behind a busy planner. libzmq aborts if the request is refused, so only
+        ask when the limit allows it (root or RLIMIT_RTPRIO)."""
+        if priority <= 0:
+            return
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
+        if os.geteuid() != 0 and (soft != resource.RLIM_INFINITY and soft < priority):
+            self.detail["io_thread"] = f"normal scheduling (RLIMIT_RTPRIO {soft} < {priority})"
+            return
+        self.ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_FIFO)
+        self.ctx.set(zmq.THREAD_PRIORITY, int(priority))
+        self.detail["io_thread"] = f"SCHED_FIFO {priority}"
+
     def subscriptions(self) -> tuple[str, ...]:
         """The topics this node listens to (``topics`` unless the config decides)."""
         return self.topics

@@ -178,6 +178,8 @@ class Supervisor:
             else:
                 reason = f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
             self._died(node, reason, now)
+            if self.failed:
+                return                       # the runtime is stopping: restart nothing
 
     def _died(self, node: NodeProcess, reason: str, now: float) -> None:
         node.status = "dead"

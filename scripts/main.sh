@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Set up .venv (kinebridge + its evaluation extra) and run the main job. Extra arguments go to the
-# job, e.g. `bash scripts/main.sh --shapes GShape --random-cases 3`.
-# The main job today is the LASA shape-preservation evaluation (`kinebridge eval lasa`); later
-# issues make it the controller daemon on the simulated RealMan arm.
+# Set up .venv (kinebridge + its evaluation extra) and run the main job: `kinebridge run`, the
+# controller runtime on the simulated RealMan RM75 (one pouring task, then a summary). Extra
+# arguments go to it, e.g. `bash scripts/main.sh --replan-goal 0.36,0.08,0.10,-10` or `--serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[eval]"
-exec .venv/bin/kinebridge eval lasa "$@"
+exec .venv/bin/kinebridge run "$@"

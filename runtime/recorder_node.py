@@ -1,0 +1,44 @@
+"""The recorder node: every topic on the bus, to one MCAP file per process start.
+
+It listens to every node's endpoint with an empty subscription and hands each raw message to
+:func:`kinebridge.runtime.recorder.record`, which writes it unchunked and flushes every
+``recorder.flush_every_s`` — a crash of any process, this one included, loses at most that much.
+A restarted recorder starts a new file beside the old one; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from kinebridge.runtime.node import Node
+from kinebridge.runtime.recorder import McapRecorder, record
+
+__all__ = ["RecorderNode"]
+
+
+class RecorderNode(Node):
+    topics = ()   # everything
+
+    def setup(self) -> None:
+        rc = self.cfg.recorder
+        d = Path(rc.directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.path = d / f"kinebridge-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.mcap"
+        self.rec = McapRecorder(self.path, flush_every_s=rc.flush_every_s,
+                                metadata={"node": self.name, "endpoints": " ".join(self.sub.endpoints)})
+        self.detail["path"] = str(self.path)
+
+    def loop(self) -> None:
+        def idle():
+            self.detail["messages"] = self.rec.messages_written
+            self.heartbeat()
+
+        record(self.sub, self.rec, self._stop, on_idle=idle, idle_ms=int(1e3 / self.cfg.supervisor.heartbeat_hz))
+
+    def teardown(self) -> None:
+        rec = getattr(self, "rec", None)
+        if rec is not None:
+            rec.close()
+            self.detail["messages"] = rec.messages_written
