@@ -50,7 +50,7 @@ def _add_eval(sub):
 
 def _add_bench(sub):
     be = sub.add_parser("bench", help="latency benchmarks", description="Latency benchmarks.")
-    be_sub = be.add_subparsers(dest="what", required=True, metavar="{kernels,golden,arm}")
+    be_sub = be.add_subparsers(dest="what", required=True, metavar="{kernels,golden,arm,runtime}")
     ke = be_sub.add_parser(
         "kernels", help="Numba kernels vs their NumPy references",
         description=("Time every trajectory kernel (GMR, EM, TP-GMM, KMP fit / via-point update / prediction, "
@@ -87,6 +87,22 @@ def _add_bench(sub):
     ar.add_argument("--quick", action="store_true", help="small kinematics run (for tests)")
     ar.add_argument("--out", type=Path, default=Path("out/bench/arm.json"), help="JSON output path")
     ar.set_defaults(func=_run_bench_arm)
+    rt = be_sub.add_parser(
+        "runtime", help="the runtime's latencies: codec, bus hop, control-loop period error, chunk → setpoint, "
+                        "task → setpoint, restart, cold start",
+        description=("Measure kinebridge's runtime on real processes: codec cost against pickle, one-way bus hop "
+                     "between two processes against raw pyzmq, the control node's period error at each rate idle "
+                     "(alone with the simulated controller) and loaded (trajectory node planning pour after pour, "
+                     "recorder writing every topic), chunk → first setpoint and task → first setpoint latency, the "
+                     "recorder's restart after SIGKILL, and cold start to streaming. Writes JSON and a histogram "
+                     "plot."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rt.add_argument("--rates", default="200,500", help="comma-separated control rates in Hz (≤ 500)")
+    rt.add_argument("--seconds", type=float, default=20.0, help="seconds per control-loop condition")
+    rt.add_argument("--quick", action="store_true", help="small run (for tests)")
+    rt.add_argument("--no-plot", action="store_true", help="skip the histogram")
+    rt.add_argument("--out", type=Path, default=Path("out/bench/runtime.json"), help="JSON output path")
+    rt.set_defaults(func=_run_bench_runtime)
 
 
 def _run_eval_lasa(args) -> int:
@@ -141,6 +157,23 @@ def _run_bench_arm(args) -> int:
         raise ValueError(f"--seconds must be positive, got {args.seconds}")
     result = arm_bench.run(rates, args.seconds, ik_n=args.ik_n, quick=args.quick, out=args.out)
     arm_bench.print_report(result)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _run_bench_runtime(args) -> int:
+    from kinebridge.bench import runtime_bench
+
+    try:
+        rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
+    except ValueError:
+        raise ValueError(f"--rates: expected comma-separated numbers in Hz, got {args.rates!r}") from None
+    if not rates or any(not 10.0 <= r <= 500.0 for r in rates):
+        raise ValueError(f"--rates: every rate must be within 10..500 Hz, got {args.rates!r}")
+    if args.seconds <= 0:
+        raise ValueError(f"--seconds must be positive, got {args.seconds}")
+    result = runtime_bench.run(rates, args.seconds, out=args.out, quick=args.quick, plot=not args.no_plot)
+    runtime_bench.print_report(result)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

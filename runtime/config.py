@@ -167,6 +167,7 @@ sim_initial_deg = [-38.36, 54.94, 34.24, 63.56, -29.45, 69.5, -185.82]
 
 [arm.realman]
 ip = "127.0.0.1"           # ignored (replaced by the simulator's address) while simulate = true
+link_timeout_periods = 4   # no state push for 4 × 5 ms → link lost: stop streaming
 
 [control]
 rate_hz = 200.0

@@ -17,6 +17,8 @@ setpoint from it). On SIGTERM it decelerates to rest before it stops the arm.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import numpy as np
@@ -27,6 +29,25 @@ from kinebridge.runtime.node import Node
 from kinebridge.runtime.realtime import configure_realtime
 
 __all__ = ["ControlNode"]
+
+
+def _raise_helper_threads(priority: int) -> str:
+    """SCHED_FIFO ``priority`` for the process's other threads: the SDK's UDP state receiver and
+    ZeroMQ's I/O thread must not wait behind the trajectory node's planning either, or the state
+    push looks late and the driver declares the link lost. Reports how many it raised."""
+    main = threading.get_native_id()
+    raised, refused = 0, 0
+    for tid in os.listdir("/proc/self/task"):
+        tid = int(tid)
+        if tid == main:
+            continue
+        try:
+            if os.sched_getscheduler(tid) != os.SCHED_FIFO:
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+            raised += 1
+        except OSError:
+            refused += 1
+    return f"{raised} at SCHED_FIFO {priority}" + (f", {refused} refused" if refused else "")
 
 
 class ControlNode(Node):
@@ -46,6 +67,8 @@ class ControlNode(Node):
         rt = c.realtime
         self.rt = configure_realtime(priority=rt.priority, cpus=tuple(rt.cpus) or None, lock_memory=rt.lock_memory)
         self.detail["realtime"] = self.rt.summary()
+        if self.rt.sched_fifo:
+            self.detail["helper_threads"] = _raise_helper_threads(max(1, rt.priority - 2))
         self.detail["rate_hz"] = c.rate_hz
         n = max(1, int(round(c.rate_hz / c.timing_hz)))
         self._timing_every = n

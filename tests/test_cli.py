@@ -79,3 +79,23 @@ def test_bench_arm_streams_through_the_sdk_without_dropping(tmp_path):
 def test_bench_arm_rejects_bad_options(args, field):
     r = _cli("bench", "arm", *args)
     assert r.returncode == 2 and field in r.stderr
+
+
+def test_bench_runtime_quick_writes_every_section(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "rt.json"
+    proc = subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli", "bench", "runtime", "--quick", "--rates",
+                           "200", "--seconds", "2", "--no-plot", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["codec"]["chunk_50x7"]["encode_decode_us"] > 0
+    assert r["bus_hop_us"]["codec"]["received"] == r["bus_hop_us"]["codec"]["sent"]
+    loops = r["control_loop"]
+    assert [x["loaded"] for x in loops] == [False, True] and all(not x["failed"] for x in loops)
+    assert all(x["period_error_us"]["n"] > 100 for x in loops)
+    assert loops[1]["restart_s"] and loops[1]["tasks"] >= 1
+    assert r["cold_start"]["median_s"] > 0

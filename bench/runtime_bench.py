@@ -1,0 +1,343 @@
+"""``kinebridge bench runtime``: the runtime's latency figures, measured on real processes.
+
+* **codec**: encode, decode and both for a 50×7 chunk and a 7-joint state, in one process, against
+  pickle protocol 5 of the same data (the baseline, same run);
+* **bus hop**: one-way latency publisher process → subscriber process over ipc (stamp → receipt),
+  for the chunk and the state, against raw pyzmq frames without the codec (same run);
+* **control loop**: period error (p50/p99/p99.9/max, overruns) of the control node at each rate,
+  *idle* (control node alone with the simulated controller) and *loaded* (the full runtime: the
+  trajectory node planning pour after pour, the recorder writing every topic, the supervisor);
+* **chunk → setpoint**: chunk stamp → the tick that first sent a setpoint from it;
+* **task → first setpoint**: task published → first setpoint of its plan (LFE-KMP + IK + bus);
+* **restart**: the recorder SIGKILLed during the loaded run → its first heartbeat again;
+* **cold start**: simulator + supervisor + control node, start → streaming.
+
+Prints a table, writes JSON and histograms of the period error (``--out``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+CUPS = [(0.45, 0.18, 0.08, 20.0), (0.36, 0.08, 0.10, -10.0)]
+
+
+def _pct(a):
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return {}
+    p50, p99, p999, mx = np.percentile(a, [50, 99, 99.9, 100])
+    return {"n": int(a.size), "p50": float(p50), "p99": float(p99), "p99.9": float(p999), "max": float(mx)}
+
+
+# ------------------------------------------------------------------------------------- codec
+def codec(n: int = 20000, repeats: int = 7) -> dict:
+    from kinebridge.runtime.codec import decode, encode
+
+    out = {}
+    cases = {"chunk_50x7": ({"t0": 12.5, "dt": 0.01, "derived": [["trajectory", "task", 4, 123456789]]},
+                            {"q": np.random.default_rng(0).normal(size=(50, 7))}),
+             "state_7": ({"t": 1.0, "tick": 10, "sent": True}, {"q_cmd": np.zeros(7), "q": np.ones(7)})}
+    for name, (h, arrays) in cases.items():
+        hdr = {"seq": 1, "stamp_ns": time.monotonic_ns(), "src": "bench", **h}
+        frames = [bytes(f) for f in encode("chunk", hdr, arrays)]
+
+        def t(f):
+            per = []
+            for _ in range(repeats):
+                a = time.perf_counter_ns()
+                for _ in range(n):
+                    f()
+                per.append((time.perf_counter_ns() - a) / n / 1e3)
+            return float(np.median(per)), float(max(per))
+
+        enc = t(lambda: encode("chunk", hdr, arrays))
+        dec = t(lambda: decode(frames))
+        both = t(lambda: decode(encode("chunk", hdr, arrays)))
+        base = t(lambda: pickle.loads(pickle.dumps((hdr, arrays), protocol=5)))
+        out[name] = {"encode_us": enc[0], "decode_us": dec[0], "encode_decode_us": both[0],
+                     "encode_decode_worst_repeat_us": both[1], "pickle5_us": base[0],
+                     "speedup_vs_pickle": base[0] / both[0]}
+    return out
+
+
+# ----------------------------------------------------------------------------------- bus hop
+_SENDER = textwrap.dedent("""
+    import sys, time, numpy as np, zmq
+    from kinebridge.runtime.bus import Publisher
+    ep, n, rate, raw = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "raw"
+    pub = Publisher(ep, "bench")
+    time.sleep(0.5)
+    chunk, state = np.zeros((50, 7)), np.zeros(7)
+    period = 1.0 / rate
+    nxt = time.monotonic()
+    for i in range(n):
+        nxt += period
+        while time.monotonic() < nxt:
+            time.sleep(max(0.0, nxt - time.monotonic() - 2e-4))
+        kind = "chunk" if i % 2 else "state"
+        if raw:
+            a = chunk if kind == "chunk" else state
+            pub.sock.send_multipart([kind.encode(), time.monotonic_ns().to_bytes(8, "little"), a.data])
+        else:
+            pub.publish(kind, {"i": i}, {"q": chunk if kind == "chunk" else state})
+    time.sleep(0.3)
+    pub.close()
+""")
+
+
+def bus_hop(n: int = 4000, rate: float = 500.0) -> dict:
+    import zmq
+
+    from kinebridge.runtime.bus import Subscriber
+    from kinebridge.runtime.codec import decode
+
+    out = {}
+    for mode in ("codec", "raw"):
+        d = tempfile.mkdtemp(prefix="kb-hop-")
+        ep = f"ipc://{d}/hop.sock"
+        proc = subprocess.Popen([sys.executable, "-c", _SENDER, ep, str(n), str(rate), mode])
+        sub = Subscriber([ep], ("chunk", "state"))
+        lat = {"chunk": [], "state": []}
+        deadline = time.monotonic() + n / rate + 10
+        got = 0
+        while got < n and time.monotonic() < deadline:
+            if not sub.sock.poll(200):
+                if proc.poll() is not None:
+                    break
+                continue
+            frames = sub.sock.recv_multipart(copy=False)
+            now = time.monotonic_ns()
+            if mode == "raw":
+                topic = bytes(frames[0].buffer).decode()
+                stamp = int.from_bytes(frames[1].buffer, "little")
+            else:
+                m = decode(frames)
+                topic, stamp = m.topic, m.header["stamp_ns"]
+            lat[topic].append((now - stamp) / 1e3)
+            got += 1
+        proc.wait(10)
+        sub.close()
+        out[mode] = {k: _pct(v) for k, v in lat.items()}
+        out[mode]["received"] = got
+        out[mode]["sent"] = n
+        del zmq
+        import zmq  # noqa: F401,F811
+    return out
+
+
+# ----------------------------------------------------------------------------- control loop
+def _udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _config(rate: float, nodes: list[str], workdir: Path, sim):
+    from kinebridge.runtime.config import load_config, RuntimeConfig
+
+    data = load_config(None).model_dump()
+    data["bus"]["ipc_dir"] = str(workdir / "bus")
+    data["arm"]["simulate"] = False
+    data["arm"]["realman"].update(ip="127.0.0.1", port=sim.port, udp_port=sim.udp)
+    data["control"]["rate_hz"] = float(rate)
+    data["recorder"]["directory"] = str(workdir / "rec")
+    data["nodes"] = {k: v for k, v in data["nodes"].items() if k in nodes}
+    return RuntimeConfig.model_validate(data)
+
+
+def _spawn_sim():
+    from kinebridge.drivers.sim_controller import spawn_sim
+    from kinebridge.runtime.config import load_config
+
+    udp = _udp_port()
+    p = spawn_sim(host="127.0.0.1", port=0, push_port=udp, initial_joints_deg=load_config(None).arm.sim_initial_deg)
+    p.udp = udp
+    return p
+
+
+def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progress=None) -> dict:
+    from kinebridge.runtime.supervisor import Supervisor
+
+    sim = _spawn_sim()
+    nodes = ["control", "trajectory", "recorder"] if loaded else ["control"]
+    cfg = _config(rate, nodes, workdir / f"{int(rate)}-{'loaded' if loaded else 'idle'}", sim)
+    sup = Supervisor(cfg, workdir / f"run-{int(rate)}-{int(loaded)}", log=lambda s: None,
+                     listen=("heartbeat", "control/timing", "control/chunk_latency", "chunk", "trajectory/done",
+                             "trajectory/error", "control/state"))
+    res: dict = {"rate_hz": rate, "loaded": loaded, "seconds": seconds}
+    late, lat = [], []
+    tasks, first_set = [], []
+    try:
+        sup.start()
+        sup.wait_ready()
+        t_end = time.monotonic() + seconds
+        killed = False
+        i = 0
+        chunk_task = {}
+        if loaded:
+            tasks.append(sup.publish("task", {"cup": list(CUPS[0])}))
+        while time.monotonic() < t_end:
+            sup.poll(20)
+            for m in sup.messages:
+                if m.topic == "control/timing":
+                    late.append(m.arrays["lateness_ns"] / 1e3)
+                elif m.topic == "control/chunk_latency":
+                    lat.append(m.header["latency_ns"] / 1e3)
+                    d = m.header["derived"][0]
+                    t_task = chunk_task.pop((d[2]), None)
+                    if t_task is not None:
+                        first_set.append((d[3] + m.header["latency_ns"] - t_task) / 1e6)
+                elif m.topic == "chunk":
+                    der = m.header.get("derived") or [[None, None, None, None]]
+                    if der[0][1] == "task" and der[0][3] not in [v for v in chunk_task.values()] \
+                            and der[0][3] not in _seen_tasks(res):
+                        chunk_task[m.header["seq"]] = der[0][3]
+                        res.setdefault("_seen", []).append(der[0][3])
+                elif m.topic in ("trajectory/done", "trajectory/error") and loaded:
+                    i += 1
+                    tasks.append(sup.publish("task", {"cup": list(CUPS[i % 2])}))
+            sup.messages.clear()
+            if loaded and not killed and time.monotonic() > t_end - seconds / 2:
+                os.kill(sup.nodes["recorder"].pid, signal.SIGKILL)
+                killed = True
+            if progress:
+                progress(1 - max(0.0, t_end - time.monotonic()) / seconds)
+        sup.poll(50)
+        res["restart_s"] = sup.nodes["recorder"].restart_latency_s if loaded else []
+        res["failed"] = sup.failed
+    finally:
+        sup.shutdown()
+        sim.kill()
+    res.pop("_seen", None)
+    lateness = np.concatenate(late) if late else np.zeros(0)
+    res["period_error_us"] = _pct(lateness)
+    res["misses_over_1ms"] = int(np.sum(lateness > 1000))
+    res["chunk_to_setpoint_us"] = _pct(lat)
+    res["task_to_first_setpoint_ms"] = _pct(first_set)
+    res["tasks"] = len(tasks)
+    res["_lateness"] = lateness
+    return res
+
+
+def _seen_tasks(res):
+    return res.get("_seen", [])
+
+
+def cold_start(repeats: int = 3, workdir: Path | None = None) -> dict:
+    from kinebridge.runtime.supervisor import Supervisor
+
+    times = []
+    for k in range(repeats):
+        t0 = time.monotonic()
+        sim = _spawn_sim()
+        cfg = _config(200.0, ["control"], workdir / f"cold{k}", sim)
+        sup = Supervisor(cfg, workdir / f"cold-run{k}", log=lambda s: None)
+        try:
+            sup.start()
+            sup.wait_ready(statuses=("streaming",))
+            times.append(time.monotonic() - t0)
+        finally:
+            sup.shutdown()
+            sim.kill()
+    return {"start_to_streaming_s": times, "median_s": float(np.median(times))}
+
+
+# ---------------------------------------------------------------------------------- report
+def run(rates=(200.0, 500.0), seconds: float = 20.0, out: Path = Path("out/bench/runtime.json"),
+        quick: bool = False, plot: bool = True) -> dict:
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="kb-bench-runtime-"))
+    result: dict = {"machine": {"cpus": os.cpu_count(), "euid": os.geteuid()}}
+    result["codec"] = codec(n=2000 if quick else 20000, repeats=3 if quick else 7)
+    result["bus_hop_us"] = bus_hop(n=400 if quick else 4000)
+    loops = []
+    with tqdm(total=len(rates) * 2, desc="control loop", unit="run") as bar:
+        for r in rates:
+            for loaded in (False, True):
+                loops.append(control_loop(r, seconds, loaded, work))
+                bar.update()
+    result["control_loop"] = [{k: v for k, v in x.items() if k != "_lateness"} for x in loops]
+    result["cold_start"] = cold_start(1 if quick else 3, work)
+    out.write_text(json.dumps(result, indent=2))
+    if plot:
+        try:
+            _plot(loops, out.with_suffix(".png"))
+            result["plot"] = str(out.with_suffix(".png"))
+        except ImportError:
+            pass
+    return result
+
+
+def _plot(loops, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(loops), figsize=(4 * len(loops), 3.2), sharey=True)
+    for ax, x in zip(np.atleast_1d(axes), loops):
+        a = np.clip(x["_lateness"], 0.01, None)
+        ax.hist(a, bins=np.logspace(-2, 4, 60), color="tab:blue" if not x["loaded"] else "tab:orange")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{x['rate_hz']:g} Hz, {'loaded' if x['loaded'] else 'idle'}")
+        ax.set_xlabel("period error (µs)")
+        ax.axvline(100, color="k", lw=0.8, ls="--")
+    np.atleast_1d(axes)[0].set_ylabel("ticks")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_report(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title="codec (µs per message, same process)", title_justify="left")
+    for c in ("message", "encode", "decode", "encode+decode", "pickle5 (baseline)", "× faster"):
+        t.add_column(c)
+    for name, c in r["codec"].items():
+        t.add_row(name, f"{c['encode_us']:.2f}", f"{c['decode_us']:.2f}", f"{c['encode_decode_us']:.2f}",
+                  f"{c['pickle5_us']:.2f}", f"{c['speedup_vs_pickle']:.1f}")
+    con.print(t)
+    t = Table(title="bus hop, process → process over ipc (µs)", title_justify="left")
+    for c in ("path", "message", "p50", "p99", "p99.9", "max"):
+        t.add_column(c)
+    for mode, d in r["bus_hop_us"].items():
+        for k in ("state", "chunk"):
+            s = d.get(k) or {}
+            if s:
+                t.add_row("kinebridge bus" if mode == "codec" else "raw pyzmq (baseline)", k, f"{s['p50']:.0f}",
+                          f"{s['p99']:.0f}", f"{s['p99.9']:.0f}", f"{s['max']:.0f}")
+    con.print(t)
+    t = Table(title="control node (period error µs; chunk → setpoint µs; task → first setpoint ms)",
+              title_justify="left")
+    for c in ("rate", "load", "p50", "p99", "p99.9", "max", ">1 ms", "chunk→set p50/p99/max", "task→set p50",
+              "restart s"):
+        t.add_column(c)
+    for x in r["control_loop"]:
+        pe, cs, ts = x["period_error_us"], x["chunk_to_setpoint_us"], x["task_to_first_setpoint_ms"]
+        t.add_row(f"{x['rate_hz']:g} Hz", "loaded" if x["loaded"] else "idle", f"{pe.get('p50', 0):.1f}",
+                  f"{pe.get('p99', 0):.1f}", f"{pe.get('p99.9', 0):.0f}", f"{pe.get('max', 0):.0f}",
+                  str(x["misses_over_1ms"]),
+                  f"{cs['p50']:.0f}/{cs['p99']:.0f}/{cs['max']:.0f}" if cs else "—",
+                  f"{ts['p50']:.1f}" if ts else "—", ", ".join(f"{v:.2f}" for v in x.get("restart_s", [])) or "—")
+    con.print(t)
+    cs = r["cold_start"]
+    con.print(f"cold start → streaming: median {cs['median_s']:.2f} s ({', '.join(f'{v:.2f}' for v in cs['start_to_streaming_s'])})")
