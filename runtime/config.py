@@ -84,7 +84,7 @@ class SupervisorSection(_Strict):
     heartbeat_hz: float = Field(10.0, ge=1.0, le=100.0)
     heartbeat_timeout_s: float = Field(1.0, gt=0.05, le=30.0,
                                        description="a node silent this long counts as dead")
-    start_timeout_s: float = Field(20.0, gt=0.0, le=300.0, description="time a node has to send its first heartbeat")
+    start_timeout_s: float = Field(60.0, gt=0.0, le=600.0, description="time a node has to send its first heartbeat")
     restart_limit: int = Field(5, ge=0, le=1000, description="restarts of a non-critical node before giving up")
     poll_hz: float = Field(50.0, ge=5.0, le=1000.0)
 

@@ -13,8 +13,10 @@ LFE-KMP once, then for new task frames
    pose and the generalised start fades out with a quintic over the first ``start_blend`` share
    of the motion (LFE-KMP's start anchoring makes this difference small, not zero);
 4. converts it to joint space with one compiled :func:`~kinebridge.kernels.rm75.ik_path` call seeded
-   at the current joints, checks the IK errors, and slows the motion down (never up) until joint
-   speeds and accelerations are within the RM75's limits.
+   at the current joints, checks the IK errors, and slows the motion down (never up, at most
+   ``max_slowdown`` times; the speed used is ``JointPlan.speed``) until joint speeds and
+   accelerations are within the RM75's limits. A goal it cannot plan raises :class:`PlanError`
+   naming the goal and the worst error (or the joint over its limit) — never NaN or a jump.
 
 :meth:`SkillPlanner.replan` handles new task parameters mid-motion: the new goal is generalised with
 the *original* start frame, the motion continues at the phase it had reached, and the offset between
@@ -80,38 +82,73 @@ class Skill:
 
     @classmethod
     def load(cls, path) -> "Skill":
+        """Read a file written by :meth:`save`; ValueError naming the bad or missing entry otherwise."""
         path = Path(path)
+        fix = "regenerate it with Skill.save (bundled skills: write_bundled_skills())"
         try:
             z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise ValueError(f"{path}: not a kinebridge skill file ({exc}); write one with Skill.save") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: a single .npy array, not a kinebridge skill file (.npz); "
+                             "write one with Skill.save")
         with z:
+            def entry(key):
+                if key not in z.files:
+                    raise ValueError(f"{path}: missing {key!r} — the file is incomplete; {fix}")
+                try:
+                    return z[key]
+                except (ValueError, OSError, EOFError) as exc:   # object arrays (pickle), damaged member
+                    raise ValueError(f"{path}: {key!r} cannot be read ({exc}); {fix}") from None
+
             if "meta" not in z.files:
                 raise ValueError(f"{path}: no 'meta' entry — not a kinebridge skill file (write one with Skill.save)")
+            raw = entry("meta")
             try:
-                meta = json.loads(str(z["meta"]))
+                meta = json.loads(str(raw)) if raw.dtype.kind == "U" and raw.ndim == 0 else None
             except json.JSONDecodeError:
-                raise ValueError(f"{path}: 'meta' is not JSON — the file is damaged; regenerate it") from None
+                meta = None
+            if not isinstance(meta, dict):
+                raise ValueError(f"{path}: 'meta' is not a JSON object string — the file is damaged; {fix}")
             if meta.get("format") != SKILL_FORMAT:
-                raise ValueError(f"{path}: format {meta.get('format')!r}, expected {SKILL_FORMAT!r}")
+                raise ValueError(f"{path}: 'meta' format {meta.get('format')!r}, expected {SKILL_FORMAT!r}; {fix}")
+            for key, kind in (("name", str), ("n_demos", int), ("n_frames", int)):
+                v = meta.get(key)
+                if not isinstance(v, kind) or isinstance(v, bool) or (kind is int and v < 1):
+                    raise ValueError(f"{path}: 'meta' field {key!r} must be "
+                                     f"{'a string' if kind is str else 'a positive integer'}, got {v!r}; {fix}")
 
-            def get(key):
-                if key not in z.files:
-                    raise ValueError(f"{path}: missing {key!r} — the file is incomplete; regenerate it")
-                a = z[key]
-                if a.dtype.kind != "f" or not np.all(np.isfinite(a)):
-                    raise ValueError(f"{path}: {key!r} must hold finite floats")
+            def get(key, shape):
+                a = entry(key)
+                if a.dtype.kind != "f" or a.shape != shape or not np.all(np.isfinite(a)):
+                    want = "×".join(str(n) for n in shape) or "scalar"
+                    raise ValueError(f"{path}: {key!r} must hold finite floats of shape ({want}), "
+                                     f"got {a.dtype} {a.shape}; {fix}")
                 return a
 
             demos, frames = [], []
-            for i in range(int(meta["n_demos"])):
-                ori = get(f"demo{i}_orientation") if f"demo{i}_orientation" in z.files else None
-                demos.append(Demonstration(t=get(f"demo{i}_t"), position=get(f"demo{i}_position"), orientation=ori))
-                frames.append([TaskFrame(get(f"frame{i}_{p}_origin"), get(f"frame{i}_{p}_rotation"))
-                               for p in range(int(meta["n_frames"]))])
-        if not demos:
-            raise ValueError(f"{path}: the skill has no demonstrations")
-        return cls(meta["name"], demos, frames, meta.get("description", ""))
+            for i in range(meta["n_demos"]):
+                t = entry(f"demo{i}_t")
+                if (t.dtype.kind != "f" or t.ndim != 1 or t.size < 3 or not np.all(np.isfinite(t))
+                        or np.any(np.diff(t) <= 0)):
+                    raise ValueError(f"{path}: 'demo{i}_t' must hold at least 3 finite, strictly increasing times "
+                                     f"(float, shape (T,)), got {t.dtype} {t.shape}; {fix}")
+                n = t.size
+                pos = get(f"demo{i}_position", (n, 3))
+                ori = get(f"demo{i}_orientation", (n, 4)) if f"demo{i}_orientation" in z.files else None
+                if ori is not None and np.abs(np.linalg.norm(ori, axis=1) - 1).max() > 1e-6:
+                    raise ValueError(f"{path}: 'demo{i}_orientation' must hold unit quaternions (w, x, y, z); {fix}")
+                demos.append(Demonstration(t=t, position=pos, orientation=ori))
+                row = []
+                for p in range(meta["n_frames"]):
+                    R = get(f"frame{i}_{p}_rotation", (3, 3))
+                    if np.abs(R.T @ R - np.eye(3)).max() > 1e-6 or np.linalg.det(R) < 0:
+                        raise ValueError(f"{path}: 'frame{i}_{p}_rotation' is not a proper rotation matrix; {fix}")
+                    row.append(TaskFrame(get(f"frame{i}_{p}_origin", (3,)), R))
+                frames.append(row)
+        if any((d.orientation is None) != (demos[0].orientation is None) for d in demos):
+            raise ValueError(f"{path}: some demonstrations have orientations and some do not; {fix}")
+        return cls(meta["name"], demos, frames, str(meta.get("description", "")))
 
 
 def cup_frame(x: float, y: float, z: float, yaw: float) -> TaskFrame:
@@ -177,6 +214,9 @@ class PlannerConfig(BaseModel):
     n_ref: int = Field(100, ge=10, le=1000, description="LFE-KMP reference points")
     pos_tol: float = Field(1e-4, gt=0.0, description="largest IK position error accepted (m)")
     rot_tol: float = Field(1e-3, gt=0.0, description="largest IK rotation error accepted (rad)")
+    max_slowdown: float = Field(4.0, ge=1.0, le=20.0,
+                                description="how many times slower than `speed` a plan may be re-timed to fit the "
+                                            "joint limits before it is rejected")
 
 
 @dataclass
@@ -187,9 +227,11 @@ class JointPlan:
     pose: np.ndarray                # (N, 7) the flange targets [x, y, z, qw, qx, qy, qz]
     phase: np.ndarray               # (N,) progress through the skill, 0..1
     frames: list                    # the task frames it was planned for
-    max_pos_err: float = 0.0
-    max_rot_err: float = 0.0
-    plan_ms: dict = field(default_factory=dict)
+    max_pos_err: float = 0.0        # largest flange position error of the IK along the plan (m)
+    max_rot_err: float = 0.0        # ... and rotation error (rad)
+    plan_ms: dict = field(default_factory=dict)   # stage timings (ms): generalise, resample, ik, total
+    ik_ok: bool = True              # every sample converged (a plan that fails is never returned)
+    speed: float = 1.0              # the time scaling used: PlannerConfig.speed, or lower if the limits needed it
 
     @property
     def t_end(self) -> float:
@@ -263,7 +305,7 @@ class SkillPlanner:
         return traj.t, traj.position, quat.make_continuous(traj.orientation)
 
     def _resample(self, t_ref, pos, ori, u):
-        """Positions and quaternions at the phases ``u`` (cubic spline / geodesic)."""
+        """Positions and quaternions at the phases ``u`` (cubic spline / spline in a tangent chart)."""
         u_ref = (t_ref - t_ref[0]) / (t_ref[-1] - t_ref[0])
         p = CubicSpline(u_ref, pos, axis=0)(u)
         # orientation: a cubic spline in one tangent chart around the middle orientation (a skill turns
@@ -273,19 +315,19 @@ class SkillPlanner:
         base_n = np.broadcast_to(base, ori.shape)
         w = CubicSpline(u_ref, quat.log_at(base_n, ori), axis=0)(u)
         q = quat.exp_at(np.broadcast_to(base, (len(u), 4)), w)
-        return u, p, q
+        return p, q
 
-    def _path(self, frames, phase0: float, pose_start: np.ndarray, speed: float | None = None):
-        """Cartesian targets from ``phase0`` to the end, starting exactly at ``pose_start`` (pose7)."""
+    def _path(self, ref, phase0: float, pose_start: np.ndarray, speed: float):
+        """Cartesian targets (pose7) of the generalised ``ref`` from ``phase0`` to the end on the ``dt``
+        grid, starting exactly at ``pose_start``; returns (phases, poses)."""
         cfg = self.cfg
-        t0 = time.perf_counter()
-        t_ref, pos, ori = self.generalize(frames)
-        t_gen = time.perf_counter()
-        duration = (t_ref[-1] - t_ref[0]) / (speed or cfg.speed)
+        t_ref, pos, ori = ref
+        duration = (t_ref[-1] - t_ref[0]) / speed
         n_total = max(2, int(math.ceil(duration / cfg.dt)) + 1)
         u_all = phase_profile(n_total, cfg.rest_ramp)
         k0 = min(int(np.searchsorted(u_all, phase0 - 1e-12)), n_total - 2)
-        u, p, q = self._resample(t_ref, pos, ori, u_all[k0:])
+        u = u_all[k0:]
+        p, q = self._resample(t_ref, pos, ori, u)
         # fade the offset between where the arm is and where the generalised path starts
         n = len(u)
         s = np.clip(np.arange(n) / max(1.0, cfg.start_blend * (n_total - 1)), 0.0, 1.0)
@@ -294,49 +336,65 @@ class SkillPlanner:
         q_start = pose_start[3:] if np.dot(pose_start[3:], q[0]) >= 0 else -pose_start[3:]
         delta = quat.log_at(q[0][None], q_start[None])[0]        # body-frame correction at the start
         q = quat.exp_at(q, w * delta)
-        pose = np.concatenate([p, q / np.linalg.norm(q, axis=1, keepdims=True)], axis=1)
-        return u, pose, {"generalise": (t_gen - t0) * 1e3, "resample": (time.perf_counter() - t_gen) * 1e3}
+        return u, np.concatenate([p, q / np.linalg.norm(q, axis=1, keepdims=True)], axis=1)
 
-    def _to_joints(self, pose, q_start, timings) -> tuple[np.ndarray, float, float]:
+    def _to_joints(self, pose, q_start, goal: TaskFrame) -> tuple[np.ndarray, float, float]:
+        """IK of the whole path in one compiled call, seeded at ``q_start``; PlanError on any miss."""
         cfg = self.cfg
-        t = time.perf_counter()
         T = rm75.pose7_to_matrix(pose)
         q, ok = rm75.ik_path(T, q_start, cfg.d7, max_step=cfg.max_joint_step)
-        timings["ik"] = (time.perf_counter() - t) * 1e3
         pe, re = _rot_errors(q, T, cfg.d7)
         if not ok.all() or pe.max() > cfg.pos_tol or re.max() > cfg.rot_tol:
-            i = int(np.argmax(pe + re))
-            raise PlanError(f"the goal is out of the arm's reach: IK misses the flange target "
-                            f"{np.round(pose[i, :3], 3).tolist()} by {pe[i] * 1e3:.1f} mm / {np.degrees(re[i]):.1f}° "
-                            f"at {100 * i / max(1, len(pose) - 1):.0f} % of the motion; move the goal closer")
+            i = int(np.argmax(pe / cfg.pos_tol + re / cfg.rot_tol))
+            raise PlanError(f"the goal at {np.round(goal.origin, 3).tolist()} m is out of the arm's reach: IK misses "
+                            f"the flange target {np.round(pose[i, :3], 3).tolist()} by {pe[i] * 1e3:.1f} mm / "
+                            f"{np.degrees(re[i]):.1f}° at {100 * i / max(1, len(pose) - 1):.0f} % of the motion "
+                            f"(worst of the path); move the goal closer to the arm")
         return q, float(pe.max()), float(re.max())
 
-    def _limit_ratio(self, q) -> float:
-        """How much faster than the joint limits ``q`` moves (≤ 1: within them)."""
+    def _limit_ratio(self, q) -> tuple[float, int, str]:
+        """How much faster than the joint limits ``q`` moves (≤ 1: within them), the joint, and which limit.
+
+        Slowing the phase down by a factor r divides joint velocities by r and accelerations by r²,
+        hence max(velocity ratio, √acceleration ratio)."""
         dt = self.cfg.dt
-        v = np.diff(q, axis=0) / dt
-        a = np.diff(v, axis=0) / dt
-        rv = float(np.max(np.abs(v) / rm75.QD_MAX)) if v.size else 0.0
-        ra = float(np.max(np.abs(a) / rm75.QDD_MAX)) if a.size else 0.0
-        return max(rv, math.sqrt(ra))
+        v = np.abs(np.diff(q, axis=0)) / dt / rm75.QD_MAX
+        a = np.abs(np.diff(q, n=2, axis=0)) / dt ** 2 / rm75.QDD_MAX
+        rv = v.max(axis=0) if v.size else np.zeros(7)
+        ra = np.sqrt(a.max(axis=0)) if a.size else np.zeros(7)
+        jv, ja = int(np.argmax(rv)), int(np.argmax(ra))
+        return (float(rv[jv]), jv, "velocity") if rv[jv] >= ra[ja] else (float(ra[ja]), ja, "acceleration")
 
     def _build(self, frames, phase0, pose_start, q_start):
-        """Path → joints; slowed down (never sped up) until joint speeds and accelerations fit."""
-        speed = self.cfg.speed
+        """Generalise, then path → joints, slowed down (never sped up, at most ``max_slowdown`` times)
+        until joint speeds and accelerations fit the RM75's limits."""
+        cfg = self.cfg
+        t = time.perf_counter()
+        ref = self.generalize(frames)
+        timings = {"generalise": (time.perf_counter() - t) * 1e3, "resample": 0.0, "ik": 0.0}
+        speed = cfg.speed
         for _ in range(4):
-            u, pose, timings = self._path(frames, phase0, pose_start, speed)
-            q, pe, re = self._to_joints(pose, q_start, timings)
-            r = self._limit_ratio(q)
+            t = time.perf_counter()
+            u, pose = self._path(ref, phase0, pose_start, speed)
+            t_ik = time.perf_counter()
+            q, pe, re = self._to_joints(pose, q_start, frames[1])
+            timings["resample"] += (t_ik - t) * 1e3
+            timings["ik"] += (time.perf_counter() - t_ik) * 1e3
+            r, j, which = self._limit_ratio(q)
             if r <= 1.0:
-                timings["speed"] = speed
-                return u, pose, q, pe, re, timings
+                return u, pose, q, pe, re, speed, timings
             speed = speed / (r * 1.02)
-        raise PlanError(f"the motion to this goal exceeds the joint limits even at speed {speed:.2f}; "
-                        f"lower trajectory.speed or move the goal")
+            if speed < cfg.speed / cfg.max_slowdown:
+                break
+        raise PlanError(f"the motion to the goal at {np.round(frames[1].origin, 3).tolist()} m exceeds "
+                        f"joint J{j + 1}'s {which} limit ({r:.2f}× at speed {speed * r * 1.02:.3g}): "
+                        f"lower trajectory.speed (now {cfg.speed:g}) or move the goal away from singular postures")
 
     def plan(self, goal: TaskFrame, start_pose: TaskFrame | None = None, q_start=None,
              t_start: float | None = None) -> JointPlan:
-        """The whole skill from the arm's state ``q_start`` to ``goal``, sample 0 at ``t_start``."""
+        """The whole skill from the arm's state ``q_start`` to ``goal``, sample 0 at ``t_start``
+        (``time.monotonic()`` when None). The task frames are [``start_pose`` (default: the flange
+        pose FK(q_start)), ``goal``]; sample 0 is exactly ``q_start`` either way."""
         t = time.perf_counter()
         if q_start is None:
             raise PlanError("plan() needs the arm's current joints q_start")
@@ -344,22 +402,25 @@ class SkillPlanner:
         pose_now = rm75.matrix_to_pose7(rm75.fk(q_start, self.cfg.d7))
         start = start_pose if start_pose is not None else task_frame_from_pose7(pose_now)
         frames = [start, goal]
-        u, pose, q, pe, re, timings = self._build(frames, 0.0, pose_now, q_start)
+        u, pose, q, pe, re, speed, timings = self._build(frames, 0.0, pose_now, q_start)
         timings["total"] = (time.perf_counter() - t) * 1e3
         return JointPlan(time.monotonic() if t_start is None else float(t_start), self.cfg.dt, q, pose, u, frames,
-                         pe, re, timings)
+                         pe, re, timings, True, speed)
 
     def replan(self, plan: JointPlan, goal: TaskFrame, t_now: float, q_now=None) -> JointPlan:
-        """Continue ``plan`` towards a new ``goal`` from the state it reaches at ``t_now``."""
+        """Continue ``plan`` towards a new ``goal`` from the state it reaches at ``t_now`` (or ``q_now``).
+
+        The new plan's sample 0 is at ``t_now`` and equals ``plan.q_at(t_now)`` (``q_now`` if given);
+        it keeps the original start frame and resumes at the phase the old plan had reached."""
         t = time.perf_counter()
         k = plan.index_at(t_now)
         q_here = plan.q_at(t_now) if q_now is None else np.asarray(q_now, float)
         pose_here = rm75.matrix_to_pose7(rm75.fk(q_here, self.cfg.d7))
         phase = float(plan.phase[k])
         frames = [plan.frames[0], goal]
-        u, pose, q, pe, re, timings = self._build(frames, phase, pose_here, q_here)
+        u, pose, q, pe, re, speed, timings = self._build(frames, phase, pose_here, q_here)
         timings["total"] = (time.perf_counter() - t) * 1e3
-        return JointPlan(float(t_now), self.cfg.dt, q, pose, u, frames, pe, re, timings)
+        return JointPlan(float(t_now), self.cfg.dt, q, pose, u, frames, pe, re, timings, True, speed)
 
 
 def chunks(plan: JointPlan, t_from: float, chunk_len: int):

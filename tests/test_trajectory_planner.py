@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+import json
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from kinebridge.bench.synthetic_skills import ARM_POUR_OFFSET
+from kinebridge.kernels import quaternion as quat
 from kinebridge.kernels import rm75
 from kinebridge.kernels.chunk_blend import validate_chunk
 from kinebridge.runtime.trajectory_planner import (JointPlan, PlanError, PlannerConfig, Skill, SkillPlanner,
-                                                   bundled_skill, chunks, cup_frame, phase_profile, pouring_skill)
+                                                   bundled_skill, chunks, cup_frame, phase_profile,
+                                                   pose7_from_task_frame, pouring_skill, task_frame_from_pose7)
 
 READY = np.radians([-38.36, 54.94, 34.24, 63.56, -29.45, 69.5, -185.82])
 
@@ -131,3 +138,106 @@ def test_joint_plan_sampling():
     np.testing.assert_allclose(p.q_at(0.0), q[0])
     np.testing.assert_allclose(p.q_at(9.0), q[-1])
     assert p.t_end == 3.5
+
+
+def test_bundled_skill_is_reachable_with_the_tool_pointing_down():
+    """Every demonstrated pose is an RM75-B flange pose the IK reaches, tool axis below horizontal."""
+    for d in bundled_skill().demos:
+        pose = np.concatenate([d.position, d.orientation], axis=1)[::4]
+        first = rm75.ik(pose[0], rm75.Q_HOME, rm75.D7_B)
+        assert first.ok
+        _, ok = rm75.ik_path(pose, first.q, rm75.D7_B, max_step=0.2)
+        assert ok.all()
+        assert quat.to_matrix(d.orientation)[:, 2, 2].max() < -0.3      # flange z points down (≤ 69° tilt)
+
+
+def _corrupt(tmp_path, name, **changes):
+    z = dict(np.load(tmp_path / "ok.npz"))
+    z.update(changes)
+    for k in [k for k, v in changes.items() if v is None]:
+        del z[k]
+    np.savez(tmp_path / name, **z)
+    return tmp_path / name
+
+
+def test_skill_files_with_bad_entries_are_rejected_by_key(tmp_path):
+    bundled_skill().save(tmp_path / "ok.npz")
+    np.save(tmp_path / "arr.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="single .npy array"):
+        Skill.load(tmp_path / "arr.npy")
+    meta = json.loads(str(np.load(tmp_path / "ok.npz")["meta"]))
+    cases = {
+        "demo1_position": dict(demo1_position=np.zeros((200, 2))),
+        "frame0_1_rotation": dict(frame0_1_rotation=2 * np.eye(3)),
+        "demo0_orientation": dict(demo0_orientation=np.ones((200, 4))),
+        "demo3_t": dict(demo3_t=np.zeros(200)),
+        "frame2_0_origin": dict(frame2_0_origin=np.array([0.1, np.nan, 0.2])),
+        "n_demos": dict(meta=np.array(json.dumps({**meta, "n_demos": "six"}))),
+        "format": dict(meta=np.array(json.dumps({**meta, "format": "other"}))),
+        "JSON object": dict(meta=np.array("[1, 2]")),
+        "frame5_1_origin": dict(frame5_1_origin=None),
+    }
+    for problem, change in cases.items():
+        with pytest.raises(ValueError, match=problem) as exc:
+            Skill.load(_corrupt(tmp_path, "bad.npz", **change))
+        assert "Skill.save" in str(exc.value)                        # and says how to fix it
+
+
+def test_pose7_task_frame_round_trip():
+    f = cup_frame(0.4, 0.1, 0.1, 0.3)
+    p = pose7_from_task_frame(f)
+    assert p.shape == (7,) and p[3] >= 0
+    back = task_frame_from_pose7(p)
+    np.testing.assert_allclose(back.origin, f.origin, atol=1e-12)
+    np.testing.assert_allclose(back.rotation, f.rotation, atol=1e-12)
+
+
+def test_plan_tracks_the_lfe_kmp_trajectory_pose_by_pose(planner):
+    plan = planner.plan(cup_frame(0.38, 0.12, 0.09, np.radians(-20)), q_start=READY, t_start=0.0)
+    T = rm75.fk_batch(plan.q, planner.cfg.d7)
+    R_target = quat.to_matrix(plan.pose[:, 3:])
+    cos = (np.einsum("nij,nij->n", T[:, :3, :3], R_target) - 1) / 2
+    assert np.arccos(np.clip(cos, -1, 1)).max() <= 1e-3
+    assert np.linalg.norm(T[:, :3, 3] - plan.pose[:, :3], axis=1).max() <= 1e-4
+    _, pos, ori = planner.generalize(plan.frames)                 # eq. (6) for the same task frames
+    assert np.linalg.norm(T[-1, :3, 3] - pos[-1]) <= 1e-4          # the plan ends where LFE-KMP ends
+    assert abs(abs(np.dot(quat.from_matrix(T[-1, :3, :3]), ori[-1])) - 1) < 1e-6
+    assert np.all(np.abs(np.diff(plan.q, axis=0)) <= rm75.QD_MAX * plan.dt + 1e-12)
+    assert plan.ik_ok and set(plan.plan_ms) == {"generalise", "resample", "ik", "total"}
+
+
+def test_speed_scales_the_duration(planner):
+    slow = copy.copy(planner)
+    slow.cfg = planner.cfg.model_copy(update={"speed": 0.5})
+    goal = cup_frame(0.42, 0.15, 0.10, 0.0)
+    a = planner.plan(goal, q_start=READY, t_start=0.0)
+    b = slow.plan(goal, q_start=READY, t_start=0.0)
+    assert b.speed == 0.5 and (b.t_end - b.t0) == pytest.approx(2 * (a.t_end - a.t0), abs=0.02)
+
+
+def test_joint_speed_beyond_the_limit_names_the_joint_and_the_speed(planner, monkeypatch):
+    monkeypatch.setattr(rm75, "QD_MAX", rm75.QD_MAX / 50)         # a path 50× too fast for the arm
+    with pytest.raises(PlanError, match=r"joint J\d.*lower trajectory\.speed"):
+        planner.plan(cup_frame(0.42, 0.15, 0.10, 0.0), q_start=READY, t_start=0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 300), chunk_len=st.integers(2, 80), t0=st.floats(-1e3, 1e3),
+       dt=st.sampled_from([0.002, 0.01, 0.02]), frac=st.floats(-0.2, 1.2))
+def test_chunks_are_grid_aligned_and_hold_the_final_sample(n, chunk_len, t0, dt, frac):
+    q = np.cumsum(np.full((n, 7), 1e-3), axis=0)
+    plan = JointPlan(t0, dt, q, np.zeros((n, 7)), np.linspace(0, 1, n), [])
+    t_from = plan.t0 + frac * (plan.t_end - plan.t0)
+    c = chunks(plan, t_from, chunk_len)
+    if t_from > plan.t_end + 1e-9:
+        assert c is None
+        return
+    c0, cdt, cq = c
+    k = int(round((c0 - plan.t0) / dt))
+    assert c0 == pytest.approx(plan.t0 + k * dt, abs=1e-9) and cdt == dt
+    assert k == min(max(0, int(np.floor((t_from - plan.t0) / dt + 1e-9))), n - 2)
+    assert 2 <= len(cq) <= chunk_len or len(cq) == n - k
+    np.testing.assert_array_equal(cq, q[k:k + len(cq)])
+    validate_chunk(c0, cdt, cq, 7)
+    if k + chunk_len >= n:
+        np.testing.assert_array_equal(cq[-1], q[-1])
