@@ -4,8 +4,13 @@
 * ``header``: a msgpack map of plain values (str, int, float, bool, None, bytes, lists, maps); the
   arrays it carries are listed under ``"_arrays"`` as ``[name, dtype.str, shape]`` in frame order.
 * each array: its C-contiguous bytes, one frame each — never pickled. :func:`decode` builds the
-  arrays with ``np.frombuffer`` on the received frames, so receiving copies nothing (the arrays are
+  arrays as ``np.ndarray`` views on the received frames, so receiving copies nothing (the arrays are
   read-only views; copy one to modify it).
+
+Both directions are on the runtime's hot path (a few µs per message): the checks below take fast paths
+for the usual case — a header of exact plain types, dtypes and array-table entries seen before — and fall
+back to the spelled-out checks, which name what is wrong, for anything else. :func:`encode` packs with a
+per-thread msgpack Packer, so any thread may call it.
 
 Only plain numeric dtypes travel (bool, signed/unsigned integers, floats, complex), in the sender's
 byte order as recorded in ``dtype.str``. Anything malformed raises :class:`MessageError` naming the
@@ -14,6 +19,8 @@ part that is wrong.
 
 from __future__ import annotations
 
+import math
+import operator
 import threading
 from dataclasses import dataclass, field
 
@@ -37,17 +44,48 @@ class Message:
     arrays: dict = field(default_factory=dict)
 
 
-_SCALARS = frozenset((type(None), bool, int, float, str, bytes))
-_DTYPE_STR: dict = {}       # np.dtype → dtype.str, filled on first use (the property is slow)
-_DTYPES: dict = {}          # dtype.str → np.dtype, for decoding
-_local = threading.local()  # one msgpack Packer per thread (a Packer is not thread-safe)
+_SCALARS = frozenset((type(None), bool, int, float, str, bytes))  # exact types msgpack packs as they are
+_DTYPE_STR: dict = {}       # np.dtype → dtype.str for dtypes that travel (``dtype.str`` is slow to build)
+_DTYPES: dict = {}          # dtype.str → np.dtype, for decoding (bounded: its keys come from the wire)
+_NO_TABLE = object()
+_unpackb = msgpack.unpackb  # (msgpack ≥ 1.0 gives str for str: raw=False is the default)
+_local = threading.local()  # per-thread msgpack Packers: a Packer keeps its buffer between calls, so one
+                            # shared by two threads would interleave their output
 
 
-def _packer() -> msgpack.Packer:
-    p = getattr(_local, "packer", None)
-    if p is None:
-        p = _local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
-    return p
+def _new_packers():
+    # strict: exact types only (faster; what the fast path hands it), loose: subclasses such as IntEnum
+    # or a str subclass pack as their base type (what the converting slow path may hand it)
+    _local.strict = msgpack.Packer(use_bin_type=True, autoreset=True, strict_types=True)
+    _local.loose = msgpack.Packer(use_bin_type=True, autoreset=True)
+    return _local.strict
+
+
+def _pack_loose(hdr: dict) -> bytes:
+    try:
+        packer = _local.loose
+    except AttributeError:
+        _new_packers()
+        packer = _local.loose
+    return packer.pack(hdr)
+
+
+def _is_plain(value) -> bool:
+    """True if ``value`` is built only of exact plain types — str keys, lists, dicts, scalars; no tuples,
+    subclasses or numpy scalars — so it packs as it is. False says nothing is wrong yet: :func:`_plain`
+    then converts the header or names what is wrong."""
+    t = type(value)
+    if t is list:
+        for v in value:
+            if type(v) not in _SCALARS and not _is_plain(v):
+                return False
+        return True
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or (type(v) not in _SCALARS and not _is_plain(v)):
+                return False
+        return True
+    return t in _SCALARS
 
 
 def _plain(value, where: str):
@@ -71,104 +109,148 @@ def _plain(value, where: str):
                      f"lists or maps (arrays go in `arrays`)")
 
 
-def _header(header: dict) -> dict:
-    """A copy of ``header`` with every value checked; plain top-level values take the fast path."""
-    out = {}
-    for k, v in header.items():
-        if type(k) is not str:
-            raise ValueError(f"header key header.{k!r} must be a string")
-        out[k] = v if type(v) in _SCALARS else _plain(v, f"header.{k}")
-    return out
+def _array_error(name, dt) -> ValueError:
+    return ValueError(f"array {name!r} has dtype {dt}; only bool, integer, float and complex arrays travel "
+                      f"on the bus")
 
 
 def encode(topic: str, header: dict, arrays: dict | None = None) -> list:
-    """Frames of one message. Raises ValueError for a header or array that cannot travel."""
+    """Frames of one message. Raises ValueError for a header or array that cannot travel.
+
+    Array frames are flat byte views (``memoryview``, format ``B``) of the arrays' memory (of a C-ordered
+    copy for a non-contiguous array): send them before modifying the arrays. Safe to call from several
+    threads at once (each thread packs with its own msgpack Packer).
+    """
     if type(header) is not dict and not isinstance(header, dict):
         raise ValueError(f"header must be a dict, got {type(header).__name__}")
     if type(topic) is not str or not topic:
         raise ValueError(f"topic must be a non-empty string, got {topic!r}")
     if ARRAYS_KEY in header:
         raise ValueError(f"header key {ARRAYS_KEY!r} is reserved for the array table")
-    hdr = _header(header)
-    frames: list = [topic.encode()]
-    if arrays:
-        table = []
-        bufs = []
-        for name, a in arrays.items():
-            arr = a if type(a) is np.ndarray else np.asarray(a)
-            dt = arr.dtype
-            dstr = _DTYPE_STR.get(dt)
-            if dstr is None:
-                if dt.kind not in _KINDS:
-                    raise ValueError(f"array {name!r} has dtype {dt}; only bool, integer, float and complex "
-                                     f"arrays travel on the bus")
-                dstr = _DTYPE_STR[dt] = dt.str
-            if not arr.flags.c_contiguous:
-                arr = arr.copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
-            table.append([name if type(name) is str else str(name), dstr, list(arr.shape)])
-            bufs.append(arr.data if arr.size else b"")
-        hdr[ARRAYS_KEY] = table
-        frames.append(_packer().pack(hdr))
-        frames.extend(bufs)
+    # Fast path: a header of exact plain types (checked without building anything) goes to the strict
+    # Packer as a shallow copy; anything else is converted, or refused with its path, by _plain.
+    for k, v in header.items():
+        if type(k) is not str or (type(v) not in _SCALARS and not _is_plain(v)):
+            hdr = _plain(header, "header")
+            pack = _pack_loose
+            break
     else:
-        frames.append(_packer().pack(hdr))
+        hdr = header.copy() if type(header) is dict else dict(header)
+        try:
+            pack = _local.strict.pack
+        except AttributeError:
+            pack = _new_packers().pack
+    if not arrays:
+        return [topic.encode(), pack(hdr)]
+    frames = [topic.encode(), None]
+    table = []
+    for name, arr in arrays.items():
+        if type(arr) is not np.ndarray:
+            arr = np.asarray(arr)
+        dstr = _DTYPE_STR.get(arr.dtype)
+        if dstr is None:
+            dt = arr.dtype
+            if dt.kind not in _KINDS:
+                raise _array_error(name, dt)
+            dstr = _DTYPE_STR[dt] = dt.str
+        buf = arr.data
+        if not buf.c_contiguous:
+            arr = arr.copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
+            buf = arr.data
+        table.append([name if type(name) is str else str(name), dstr, [*arr.shape]])
+        try:
+            frames.append(buf.cast("B"))
+        except TypeError:  # memoryview will not cast a shape with a 0 in it (an empty array: no bytes)
+            frames.append(memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b"")
+    hdr[ARRAYS_KEY] = table
+    frames[1] = pack(hdr)
     return frames
 
 
 def _dtype(dtype_str):
-    dt = _DTYPES.get(dtype_str)
-    if dt is None:
-        dt = np.dtype(dtype_str)          # TypeError for garbage: reported by the caller
-        if dt.kind not in _KINDS:
-            raise MessageError(f"has dtype {dt}, which the bus does not carry")
-        if len(_DTYPES) < 256:
-            _DTYPES[dtype_str] = dt
+    dt = np.dtype(dtype_str)          # TypeError for garbage: reported by the caller
+    if dt.kind not in _KINDS:
+        raise MessageError(f"has dtype {dt}, which the bus does not carry")
+    if len(_DTYPES) < 256 and type(dtype_str) is str:
+        _DTYPES[dtype_str] = dt
     return dt
 
 
-def decode(frames) -> Message:
-    """A :class:`Message` from received frames (bytes, memoryview or zmq.Frame); arrays are zero-copy views."""
-    if len(frames) < 2:
-        raise MessageError(f"a message has at least 2 frames (topic, header), got {len(frames)}")
-    raw = [f.buffer if hasattr(f, "buffer") else f for f in frames]
+def _buffer(frame):
+    """A received frame's bytes-like object: bytes and memoryviews as they are, a zmq.Frame's buffer."""
+    return frame.buffer if hasattr(frame, "buffer") else frame
+
+
+def _array(topic: str, entry, buf, nbytes: int) -> np.ndarray:
+    """The slow path of :func:`decode` for one array: every check spelled out, the error naming what is wrong."""
     try:
-        topic = str(raw[0], "utf-8") if type(raw[0]) is bytes else bytes(raw[0]).decode()
+        name, dtype_str, shape = entry
+        dtype = _DTYPES.get(dtype_str) if type(dtype_str) is str else None
+        if dtype is None:
+            dtype = _dtype(dtype_str)
+        shape = [operator.index(s) for s in shape]   # ints (numpy ints too); not floats or strings
+        if any(s < 0 for s in shape):
+            raise ValueError("negative dimension")
+    except MessageError as exc:
+        raise MessageError(f"{topic!r}: array {entry[0]!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"{topic!r}: bad array table entry {entry!r} (expected [name, dtype, shape])") from exc
+    n = math.prod(shape)
+    if nbytes != n * dtype.itemsize:
+        raise MessageError(f"{topic!r}: array {name!r} should be {n * dtype.itemsize} bytes "
+                           f"({dtype} {shape}), its frame has {nbytes}")
+    return np.ndarray(shape, dtype, buf)
+
+
+def decode(frames) -> Message:
+    """A :class:`Message` from received frames (bytes, memoryview or zmq.Frame); arrays are zero-copy,
+    read-only views of the frames."""
+    nf = len(frames)
+    if nf < 2:
+        raise MessageError(f"a message has at least 2 frames (topic, header), got {nf}")
+    topic = frames[0]
+    try:
+        topic = topic.decode() if type(topic) is bytes else str(_buffer(topic), "utf-8")
     except UnicodeDecodeError as exc:
         raise MessageError("topic frame is not UTF-8") from exc
+    hbuf = frames[1]
     try:
-        header = msgpack.unpackb(raw[1], raw=False)
+        header = _unpackb(hbuf if type(hbuf) is bytes else _buffer(hbuf))
     except Exception as exc:  # msgpack raises several types for garbage
         raise MessageError(f"header of {topic!r} is not valid msgpack: {exc}") from exc
     if type(header) is not dict:
         raise MessageError(f"header of {topic!r} must be a map, got {type(header).__name__}")
-    table = header.pop(ARRAYS_KEY, None)
-    if table is None:
-        if len(raw) != 2:
-            raise MessageError(f"{topic!r}: the header lists 0 arrays but {len(raw) - 2} array frames arrived")
+    table = header.pop(ARRAYS_KEY, _NO_TABLE)
+    if table is _NO_TABLE:
+        if nf != 2:
+            raise MessageError(f"{topic!r}: the header lists 0 arrays but {nf - 2} array frames arrived")
         return Message(topic, header, {})
-    if type(table) is not list or len(table) != len(raw) - 2:
+    if type(table) is not list or len(table) != nf - 2:
         raise MessageError(f"{topic!r}: the header lists {len(table) if isinstance(table, list) else '?'} arrays "
-                           f"but {len(raw) - 2} array frames arrived")
+                           f"but {nf - 2} array frames arrived")
     arrays = {}
-    for i, entry in enumerate(table):
-        buf = raw[i + 2]
+    i = 2
+    for entry in table:
+        buf = frames[i]
+        i += 1
+        t = type(buf)
+        if t is bytes:
+            size = len(buf)
+        else:   # a memoryview or a zmq.Frame: a read-only view of it, so the array is read-only too
+            if t is not memoryview:
+                buf = memoryview(_buffer(buf))
+            if not buf.readonly:
+                buf = buf.toreadonly()
+            size = buf.nbytes
+        # Fast path: a well-formed entry, np.ndarray checking the dimensions and that the frame is big
+        # enough; anything it refuses, and a frame too big, goes to _array for the exact error.
         try:
             name, dtype_str, shape = entry
-            dtype = _dtype(dtype_str)
-            n = 1
-            for s in shape:
-                if type(s) is not int:
-                    s = int(s)
-                if s < 0:
-                    raise ValueError
-                n *= s
-        except MessageError as exc:
-            raise MessageError(f"{topic!r}: array {entry[0]!r}: {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise MessageError(f"{topic!r}: bad array table entry {entry!r} (expected [name, dtype, shape])") from exc
-        nbytes = len(buf) if type(buf) is bytes else memoryview(buf).nbytes
-        if nbytes != n * dtype.itemsize:
-            raise MessageError(f"{topic!r}: array {name!r} should be {n * dtype.itemsize} bytes "
-                               f"({dtype} {list(shape)}), its frame has {nbytes}")
-        arrays[name] = np.frombuffer(buf, dtype=dtype, count=n).reshape(shape)
+            arr = np.ndarray(shape, _DTYPES[dtype_str], buf) if type(shape) is list else None
+        except Exception:
+            arr = None
+        if arr is None or arr.nbytes != size:
+            arr = _array(topic, entry, buf, size)
+            name = entry[0]
+        arrays[name] = arr
     return Message(topic, header, arrays)

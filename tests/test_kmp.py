@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kinebridge.kernels.gmm import GMM
@@ -85,6 +85,7 @@ def _refit(t, mu, sigma, vias, **kw):
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), n_via=st.integers(1, 5), snap=st.lists(st.booleans(), min_size=5, max_size=5))
+@example(seed=311, n_via=3, snap=[True, False, False, False, False])   # two ε-variance via-points 2.3 ms apart
 def test_bordered_via_point_update_equals_a_full_refit(seed, n_via, snap):
     """Appended and replacing via-points (random mix) give what refitting from scratch gives."""
     rng = np.random.default_rng(seed)
@@ -104,9 +105,10 @@ def test_bordered_via_point_update_equals_a_full_refit(seed, n_via, snap):
     tq = np.linspace(0, 1.25, 29)
     m, c = kmp.predict_cov(tq)
     rm, rc = ref.predict_cov(tq)
-    # ε-variance via-points next to reference points push cond(K + λΣ) to ~1e9: both solutions are
-    # then only good to the forward error that conditioning allows, ~1e-7 relative
-    np.testing.assert_allclose(m, rm, atol=1e-6 * np.abs(rm).max())
+    # ε-variance via-points next to reference points (or to each other: seed 311 puts two 2.3 ms
+    # apart) push cond(K + λΣ) to ~1e10: both solutions are then only good to the forward error that
+    # conditioning allows, a few 1e-6 relative on the means
+    np.testing.assert_allclose(m, rm, atol=1e-5 * np.abs(rm).max())
     np.testing.assert_allclose(c, rc, atol=1e-7 * np.abs(rc).max())
 
 
