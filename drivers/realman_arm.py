@@ -79,8 +79,9 @@ class RealmanConfig(BaseModel):
     speed_fraction: float = Field(1.0, gt=0.0, le=1.0,
                                   description="scale on the controller's joint speed/acceleration limits")
     max_step_deg: float = Field(10.0, gt=0.0, le=10.0, description="largest joint step per setpoint (°)")
-    link_timeout_periods: float = Field(2.0, ge=1.0, le=100.0,
-                                        description="push periods without state before the link counts as lost")
+    link_timeout_periods: float = Field(4.0, ge=1.0, le=100.0,
+                                        description="push periods without state before the link counts as lost "
+                                                    "(2 fired spuriously on a loaded 2-core PC; 4 = 20 ms at 200 Hz)")
     timeout_ms: int = Field(500, ge=50, le=10000, description="SDK reply timeout (global to the process)")
     connect_timeout_s: float = Field(3.0, gt=0.0, description="time allowed for the first state push")
 
