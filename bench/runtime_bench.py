@@ -99,8 +99,6 @@ _SENDER = textwrap.dedent("""
 
 
 def bus_hop(n: int = 4000, rate: float = 500.0) -> dict:
-    import zmq
-
     from kinebridge.runtime.bus import Subscriber
     from kinebridge.runtime.codec import decode
 
@@ -133,8 +131,6 @@ def bus_hop(n: int = 4000, rate: float = 500.0) -> dict:
         out[mode] = {k: _pct(v) for k, v in lat.items()}
         out[mode]["received"] = got
         out[mode]["sent"] = n
-        del zmq
-        import zmq  # noqa: F401,F811
     return out
 
 
@@ -186,7 +182,8 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
         t_end = time.monotonic() + seconds
         killed = False
         i = 0
-        chunk_task = {}
+        first_chunk = {}          # chunk seq → stamp of the task it is the first chunk of
+        traced = set()            # tasks whose first chunk is known
         if loaded:
             tasks.append(sup.publish("task", {"cup": list(CUPS[0])}))
         while time.monotonic() < t_end:
@@ -197,15 +194,14 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
                 elif m.topic == "control/chunk_latency":
                     lat.append(m.header["latency_ns"] / 1e3)
                     d = m.header["derived"][0]
-                    t_task = chunk_task.pop((d[2]), None)
+                    t_task = first_chunk.pop(d[2], None)
                     if t_task is not None:
                         first_set.append((d[3] + m.header["latency_ns"] - t_task) / 1e6)
                 elif m.topic == "chunk":
-                    der = m.header.get("derived") or [[None, None, None, None]]
-                    if der[0][1] == "task" and der[0][3] not in [v for v in chunk_task.values()] \
-                            and der[0][3] not in _seen_tasks(res):
-                        chunk_task[m.header["seq"]] = der[0][3]
-                        res.setdefault("_seen", []).append(der[0][3])
+                    der = (m.header.get("derived") or [[None] * 4])[0]
+                    if der[1] == "task" and der[3] not in traced:
+                        traced.add(der[3])
+                        first_chunk[m.header["seq"]] = der[3]
                 elif m.topic in ("trajectory/done", "trajectory/error") and loaded:
                     i += 1
                     tasks.append(sup.publish("task", {"cup": list(CUPS[i % 2])}))
@@ -221,7 +217,6 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
     finally:
         sup.shutdown()
         sim.kill()
-    res.pop("_seen", None)
     lateness = np.concatenate(late) if late else np.zeros(0)
     res["period_error_us"] = _pct(lateness)
     res["misses_over_1ms"] = int(np.sum(lateness > 1000))
@@ -230,10 +225,6 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
     res["tasks"] = len(tasks)
     res["_lateness"] = lateness
     return res
-
-
-def _seen_tasks(res):
-    return res.get("_seen", [])
 
 
 def cold_start(repeats: int = 3, workdir: Path | None = None) -> dict:

@@ -13,7 +13,6 @@ tasks from the bus; ``--config`` selects the arm (``arm.simulate = false`` for r
 from __future__ import annotations
 
 import json
-import math
 import signal
 import socket
 import time
@@ -34,12 +33,6 @@ def _free_udp_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def goal_pose7(x: float, y: float, z: float, yaw_deg: float) -> list[float]:
-    """A cup frame at (x, y, z) turned by ``yaw_deg`` about the vertical, as [x, y, z, qw, qx, qy, qz]."""
-    h = math.radians(yaw_deg) / 2
-    return [x, y, z, math.cos(h), 0.0, 0.0, math.sin(h)]
 
 
 def _pct(a, qs=(50, 99, 99.9, 100)):
@@ -137,14 +130,6 @@ class RunOptions:
     ipc_dir: str | None = None
     record: bool = True
 
-    @property
-    def goal_pose7(self):
-        return goal_pose7(*self.goal)
-
-    @property
-    def replan_pose7(self):
-        return goal_pose7(*self.replan_goal)
-
 
 def _prepare(opts: RunOptions) -> tuple[RuntimeConfig, Path]:
     cfg = load_config(opts.config)
@@ -205,13 +190,13 @@ def run(opts: RunOptions, log=print) -> dict:
         sup = Supervisor(cfg, run_dir, listen=LISTEN, log=log)
         sup.start()
         control = [n for n, s in cfg.nodes.items() if s.enabled and s.kind == "control"]
-        ready = sup.wait_ready(control, statuses=("streaming",)) if control else 0.0
+        if control:
+            sup.wait_ready(control, statuses=("streaming",))
         summary["ready_to_stream_s"] = time.monotonic() - t_cmd
         log(f"streaming {time.monotonic() - t_cmd:.2f} s after start "
             f"({sup.status()[control[0]].get('realtime', '')})" if control else "no control node configured")
         sup.wait_ready()
         summary["all_nodes_ready_s"] = time.monotonic() - t_cmd
-        del ready
         if opts.serve:
             log("serving; SIGTERM or Ctrl-C stops")
             while not stop["flag"] and not sup.failed:
