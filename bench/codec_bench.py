@@ -65,12 +65,12 @@ def _time(fn, n: int, repeats: int, batch: int) -> dict:
 
 def run(n: int = 20000, repeats: int = 7, batch: int = 100) -> dict:
     """Time the codec and the pickle baseline; µs per message (see the module docstring)."""
-    import msgpack
+    import ormsgpack
 
     from kinebridge.runtime.codec import decode, encode
 
     out: dict = {"n": n, "repeats": repeats, "batch": batch, "python": platform.python_version(),
-                 "numpy": np.__version__, "msgpack": ".".join(map(str, msgpack.version)),
+                 "numpy": np.__version__, "ormsgpack": ormsgpack.__version__,
                  "machine": platform.machine(), "cases": {}}
     for name, (topic, header, arrays) in _cases().items():
         frames = [bytes(f) for f in encode(topic, header, arrays)]  # what the wire delivers
@@ -94,7 +94,7 @@ def print_report(result: dict) -> None:
     """A plain-text table of :func:`run`'s result."""
     print(f"codec: µs per message, same process (n={result['n']} × {result['repeats']} repeats, "
           f"batches of {result['batch']}; python {result['python']}, numpy {result['numpy']}, "
-          f"msgpack {result['msgpack']})")
+          f"ormsgpack {result['ormsgpack']})")
     print(f"{'case':<12} {'what':<22} {'p50':>8} {'p99':>8} {'min':>8}")
     for name, c in result["cases"].items():
         for what in ("encode", "decode", "encode_decode", "pickle5_dumps_loads"):

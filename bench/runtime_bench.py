@@ -99,38 +99,57 @@ _SENDER = textwrap.dedent("""
 
 
 def bus_hop(n: int = 4000, rate: float = 500.0) -> dict:
+    """One-way latency (stamp → receipt, µs) publisher process → this process over ipc.
+
+    Two receivers: *waiting* blocks in ``poll`` until a message comes (its own wake-up is in the
+    figure: what the recorder or a planner sees); *polling* checks the socket without blocking in a
+    loop (the figure is the message's arrival in the receiver's queue: what the control node, which
+    reads the bus on its own schedule, sees). Each against raw pyzmq frames without the codec."""
+    import zmq
+
     from kinebridge.runtime.bus import Subscriber
     from kinebridge.runtime.codec import decode
 
     out = {}
-    for mode in ("codec", "raw"):
-        d = tempfile.mkdtemp(prefix="kb-hop-")
-        ep = f"ipc://{d}/hop.sock"
-        proc = subprocess.Popen([sys.executable, "-c", _SENDER, ep, str(n), str(rate), mode])
-        sub = Subscriber([ep], ("chunk", "state"))
-        lat = {"chunk": [], "state": []}
-        deadline = time.monotonic() + n / rate + 10
-        got = 0
-        while got < n and time.monotonic() < deadline:
-            if not sub.sock.poll(200):
-                if proc.poll() is not None:
-                    break
-                continue
-            frames = sub.sock.recv_multipart(copy=False)
-            now = time.monotonic_ns()
-            if mode == "raw":
-                topic = bytes(frames[0].buffer).decode()
-                stamp = int.from_bytes(frames[1].buffer, "little")
-            else:
-                m = decode(frames)
-                topic, stamp = m.topic, m.header["stamp_ns"]
-            lat[topic].append((now - stamp) / 1e3)
-            got += 1
-        proc.wait(10)
-        sub.close()
-        out[mode] = {k: _pct(v) for k, v in lat.items()}
-        out[mode]["received"] = got
-        out[mode]["sent"] = n
+    for receiver in ("waiting", "polling"):
+        for mode in ("codec", "raw"):
+            d = tempfile.mkdtemp(prefix="kb-hop-")
+            ep = f"ipc://{d}/hop.sock"
+            proc = subprocess.Popen([sys.executable, "-c", _SENDER, ep, str(n), str(rate), mode])
+            sub = Subscriber([ep], ("chunk", "state"))
+            sock = sub.sock
+            lat = {"chunk": [], "state": []}
+            deadline = time.monotonic() + n / rate + 10
+            got = 0
+            while got < n and time.monotonic() < deadline:
+                if receiver == "waiting":
+                    if not sock.poll(200):
+                        if proc.poll() is not None:
+                            break
+                        continue
+                    frames = sock.recv_multipart(copy=False)
+                else:
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        if got % 64 == 0 and proc.poll() is not None:
+                            break
+                        continue
+                now = time.monotonic_ns()
+                if mode == "raw":
+                    topic = bytes(frames[0].buffer).decode()
+                    stamp = int.from_bytes(frames[1].buffer, "little")
+                else:
+                    m = decode(frames)
+                    topic, stamp = m.topic, m.header["stamp_ns"]
+                lat[topic].append((now - stamp) / 1e3)
+                got += 1
+            proc.wait(10)
+            sub.close()
+            key = mode if receiver == "waiting" else f"{mode}_polling"
+            out[key] = {k: _pct(v) for k, v in lat.items()}
+            out[key]["received"] = got
+            out[key]["sent"] = n
     return out
 
 
@@ -174,7 +193,7 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
                      listen=("heartbeat", "control/timing", "control/chunk_latency", "chunk", "trajectory/done",
                              "trajectory/error", "control/state"))
     res: dict = {"rate_hz": rate, "loaded": loaded, "seconds": seconds}
-    late, lat = [], []
+    late, lat, waiting, work = [], [], [], []
     tasks, first_set = [], []
     try:
         sup.start()
@@ -186,13 +205,25 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
         traced = set()            # tasks whose first chunk is known
         if loaded:
             tasks.append(sup.publish("task", {"cup": list(CUPS[0])}))
+        rng = np.random.default_rng(1)
+        q_hold = None
+        next_probe = time.monotonic() + 0.2
         while time.monotonic() < t_end:
+            # idle: probe chunks (hold the current setpoint) published at random phases against the
+            # control ticks, so chunk → setpoint covers every arrival phase, the worst one included
+            if not loaded and q_hold is not None and time.monotonic() >= next_probe:
+                time.sleep(rng.uniform(0.0, 1.0 / rate))   # (the loop wakes on control/state, just after a tick)
+                now = time.monotonic()
+                sup.publish("chunk", {"t0": now, "dt": 0.02}, {"q": np.tile(q_hold, (10, 1))})
+                next_probe = now + rng.uniform(0.03, 0.07)
             sup.poll(20)
             for m in sup.messages:
                 if m.topic == "control/timing":
                     late.append(m.arrays["lateness_ns"] / 1e3)
                 elif m.topic == "control/chunk_latency":
                     lat.append(m.header["latency_ns"] / 1e3)
+                    waiting.append(m.header.get("waiting_ns", 0) / 1e3)
+                    work.append(m.header.get("tick_work_ns", 0) / 1e3)
                     d = m.header["derived"][0]
                     t_task = first_chunk.pop(d[2], None)
                     if t_task is not None:
@@ -202,6 +233,8 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
                     if der[1] == "task" and der[3] not in traced:
                         traced.add(der[3])
                         first_chunk[m.header["seq"]] = der[3]
+                elif m.topic == "control/state":
+                    q_hold = np.array(m.arrays["q_cmd"])
                 elif m.topic in ("trajectory/done", "trajectory/error") and loaded:
                     i += 1
                     tasks.append(sup.publish("task", {"cup": list(CUPS[i % 2])}))
@@ -221,6 +254,9 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
     res["period_error_us"] = _pct(lateness)
     res["misses_over_1ms"] = int(np.sum(lateness > 1000))
     res["chunk_to_setpoint_us"] = _pct(lat)
+    res["chunk_waiting_us"] = _pct(waiting)          # publish → the tick that drained it
+    res["chunk_tick_work_us"] = _pct(work)           # that tick's start → setpoint sent
+    res["_chunk"] = np.array([lat, waiting, work])
     res["task_to_first_setpoint_ms"] = _pct(first_set)
     res["tasks"] = len(tasks)
     res["_lateness"] = lateness
@@ -263,7 +299,7 @@ def run(rates=(200.0, 500.0), seconds: float = 20.0, out: Path = Path("out/bench
             for loaded in (False, True):
                 loops.append(control_loop(r, seconds, loaded, work))
                 bar.update()
-    result["control_loop"] = [{k: v for k, v in x.items() if k != "_lateness"} for x in loops]
+    result["control_loop"] = [{k: v for k, v in x.items() if not k.startswith("_")} for x in loops]
     result["cold_start"] = cold_start(1 if quick else 3, work)
     out.write_text(json.dumps(result, indent=2))
     if plot:
@@ -311,11 +347,12 @@ def print_report(r: dict) -> None:
     for c in ("path", "message", "p50", "p99", "p99.9", "max"):
         t.add_column(c)
     for mode, d in r["bus_hop_us"].items():
+        path = "kinebridge bus" if mode.startswith("codec") else "raw pyzmq (baseline)"
+        path += ", polling receiver" if mode.endswith("_polling") else ", waiting receiver"
         for k in ("state", "chunk"):
             s = d.get(k) or {}
             if s:
-                t.add_row("kinebridge bus" if mode == "codec" else "raw pyzmq (baseline)", k, f"{s['p50']:.0f}",
-                          f"{s['p99']:.0f}", f"{s['p99.9']:.0f}", f"{s['max']:.0f}")
+                t.add_row(path, k, f"{s['p50']:.0f}", f"{s['p99']:.0f}", f"{s['p99.9']:.0f}", f"{s['max']:.0f}")
     con.print(t)
     t = Table(title="control node (period error µs; chunk → setpoint µs; task → first setpoint ms)",
               title_justify="left")

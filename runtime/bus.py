@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import select
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,7 @@ class Subscriber:
         else:
             self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         self.counters = SubscriberCounters()
+        self._fd = None
         self.endpoints = []
         for ep in endpoints:
             self.connect(ep, curve=curve, server=(servers or {}).get(ep), name=name)
@@ -303,6 +305,23 @@ class Subscriber:
             msg = self._accept(self.sock.recv_multipart(copy=False))
             if msg is not None:
                 return msg
+
+    def wait_until(self, deadline_ns: int) -> bool:
+        """Block until a message is queued or ``time.monotonic_ns()`` reaches ``deadline_ns``; True if one
+        is queued. Microsecond timeouts (``zmq.poll`` rounds to whole milliseconds): the control node
+        waits on the bus between ticks up to a fixed guard before the next deadline."""
+        sock = self.sock
+        fd = self._fd
+        if fd is None:
+            fd = self._fd = sock.getsockopt(zmq.FD)
+        while True:
+            # ZMQ_FD only says "look at ZMQ_EVENTS" (edge-triggered): check the events before every wait
+            if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return True
+            rest = deadline_ns - time.monotonic_ns()
+            if rest <= 0:
+                return False
+            select.select((fd,), (), (), rest * 1e-9)
 
     def drain(self, limit: int = 10_000) -> list[Message]:
         """Everything queued now, oldest first, without waiting."""

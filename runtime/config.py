@@ -15,9 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kinebridge.drivers.realman_arm import RealmanConfig
+from kinebridge.drivers.realman_config import RealmanConfig
 from kinebridge.runtime.bus import BusError, check_endpoint, default_ipc_dir, endpoint_is_remote
-from kinebridge.runtime.control_loop import ControlConfig
+from kinebridge.runtime.control_config import ControlConfig
 
 __all__ = ["ConfigError", "RuntimeConfig", "NodeSpec", "load_config", "parse_config", "DEFAULT_TOML",
            "NODE_KINDS"]

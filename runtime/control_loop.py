@@ -24,39 +24,14 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kinebridge.drivers.arm import ArmDriver, ArmError, LinkLost, SetpointRejected
 from kinebridge.kernels import rm75
 from kinebridge.kernels.chunk_blend import ChunkFollower, validate_chunk
+from kinebridge.runtime.control_config import ControlConfig
 from kinebridge.runtime.realtime import CycleTimer
 
 __all__ = ["ControlConfig", "ControlLoop", "LoopStats"]
-
-
-class ControlConfig(BaseModel):
-    """Settings of the control loop (the ``[control]`` table of the runtime config)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rate_hz: float = Field(200.0, ge=10.0, le=500.0, description="control rate; the RealMan limit is 500 Hz")
-    blend_s: float = Field(0.1, gt=0.0, le=2.0, description="time over which a replacing chunk takes over")
-    watchdog_s: float = Field(1.5, gt=0.0, le=60.0,
-                              description="hold and decelerate when no chunk arrived for this long while moving "
-                                          "(producers re-publish more often than this; a chunk longer than this "
-                                          "is cut short unless followed by another)")
-    speed_fraction: float = Field(1.0, gt=0.0, le=1.0, description="scale on the arm's velocity/acceleration limits")
-    workspace_min: tuple[float, float, float] = Field((-0.7, -0.7, -0.05), description="flange box, m, base frame")
-    workspace_max: tuple[float, float, float] = Field((0.7, 0.7, 1.0), description="flange box, m, base frame")
-    d7: float = Field(rm75.D7_B, description="flange length of the RM75 variant (m)")
-
-    @field_validator("workspace_max")
-    @classmethod
-    def _box(cls, v, info):
-        lo = info.data.get("workspace_min")
-        if lo is not None and any(a >= b for a, b in zip(lo, v)):
-            raise ValueError(f"workspace_max {v} must exceed workspace_min {lo} on every axis")
-        return v
 
 
 @dataclass
@@ -138,12 +113,16 @@ class ControlLoop:
         self._stop.set()
 
     # ---------------------------------------------------------------------------------- loop
-    def run(self, max_ticks: int | None = None, before_tick=None, after_tick=None) -> LoopStats:
+    def run(self, max_ticks: int | None = None, before_tick=None, after_tick=None, between_ticks=None) -> LoopStats:
         """Tick until :meth:`stop`/:meth:`estop`, ``max_ticks`` or an arm error.
 
-        ``before_tick(t)`` runs at the start of each tick (the control node drains the bus there and
-        calls :meth:`submit`); ``after_tick(t, sent)`` after the setpoint went out (publishing
-        state). Both run inside the tick's time budget and must not block."""
+        ``before_tick(t)`` runs at the start of each tick (the control node drains what is left on
+        the bus there and calls :meth:`submit`); ``after_tick(t, sent)`` after the setpoint went out
+        (publishing state). Both run inside the tick's time budget and must not block.
+        ``between_ticks(next_deadline_ns)`` runs after a tick and may wait, but must return well before
+        ``next_deadline_ns`` (the control node waits on the bus there and submits chunks as they
+        arrive); a chunk submitted by then is blended in before the next tick starts, so the tick
+        itself only steps and sends."""
         st = self.stats
         q0 = self.driver.read_state().q
         self.follower.reset(q0)
@@ -173,6 +152,10 @@ class ControlLoop:
                     after_tick(t, sent)
                 self.tick_ns[st.ticks % self.tick_ns.shape[0]] = time.monotonic_ns() - a
                 st.ticks += 1
+                if between_ticks is not None:
+                    nxt = self.timer.deadline_ns + self.timer.period_ns
+                    between_ticks(nxt)
+                    self._take_pending(nxt * 1e-9)
         except LinkLost as exc:
             st.stopped_reason = f"link lost: {exc}"
             self.driver.stop()
@@ -182,17 +165,23 @@ class ControlLoop:
         st.overruns = self.timer.overruns
         return st
 
+    def _take_pending(self, t: float) -> None:
+        """Blend the chunk handed in since the last tick into the follower, taking over at ``t``."""
+        if self._pending is None:
+            return
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        if self.follower.submit(pending[0], pending[1], pending[2], t):
+            self.stats.chunks_accepted += 1
+            self._last_chunk_s = t
+        else:
+            self.stats.chunks_rejected += 1
+
     def _tick(self, t: float) -> bool:
         st = self.stats
-        pending = self._pending
-        if pending is not None:
-            with self._pending_lock:
-                pending, self._pending = self._pending, None
-            if self.follower.submit(pending[0], pending[1], pending[2], t):
-                st.chunks_accepted += 1
-                self._last_chunk_s = t
-            else:
-                st.chunks_rejected += 1
+        self._take_pending(t)
         starved_before = self.follower.starved_ticks
         if t - self._last_chunk_s > self.cfg.watchdog_s and not self.follower.at_rest:
             q = self.follower.hold(t)       # watchdog: input went stale while moving

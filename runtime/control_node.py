@@ -2,8 +2,11 @@
 
 It connects the :class:`~kinebridge.drivers.realman_arm.RealmanArm` (the official SDK), asks for
 real-time treatment (SCHED_FIFO, pinning, mlockall, 1 ns timer slack — and reports what it got),
-and runs :class:`~kinebridge.runtime.control_loop.ControlLoop`. The bus is polled *inside* the
-tick, without blocking and without a second thread competing for the GIL:
+and runs :class:`~kinebridge.runtime.control_loop.ControlLoop`. The bus is read on the loop's own
+thread — no second thread competes for the GIL: between ticks it waits on the subscriber socket until
+``BETWEEN_TICKS_GUARD_NS`` before the next deadline, decoding, validating and blending each chunk as it
+arrives, so the tick itself only steps and sends; what arrives inside the guard is drained at the start
+of the tick.
 
 * ``chunk`` (``t0``, ``dt`` in the header, ``q`` (N, 7) array): validated at the boundary; a bad
   chunk is counted and reported on ``control/reject`` with the reason, never sent on;
@@ -28,7 +31,13 @@ from kinebridge.runtime.control_loop import ControlConfig, ControlLoop
 from kinebridge.runtime.node import Node
 from kinebridge.runtime.realtime import configure_realtime
 
-__all__ = ["ControlNode"]
+__all__ = ["ControlNode", "BETWEEN_TICKS_GUARD_NS"]
+
+# Between ticks the bus is waited on until this long before the next deadline: the time to handle one
+# batch of messages (a chunk: ~10-150 µs) and to wake up late, so the sleep-then-spin that follows
+# still starts the tick on time. A chunk that lands inside the guard is handled at the start of the
+# tick instead (adding its handling to that tick), so the guard is kept short.
+BETWEEN_TICKS_GUARD_NS = 300_000
 
 
 def _raise_helper_threads(priority: int) -> str:
@@ -89,7 +98,7 @@ class ControlNode(Node):
     def loop(self) -> None:
         self.status = "streaming"
         self.heartbeat(force=True)
-        st = self.loop_.run(before_tick=self._before, after_tick=self._after)
+        st = self.loop_.run(before_tick=self._before, after_tick=self._after, between_ticks=self._between)
         self.detail["stopped_reason"] = st.stopped_reason
         self._publish_timing(final=True)
         if st.stopped_reason is not None and not self.stopping:
@@ -106,7 +115,17 @@ class ControlNode(Node):
             self.loop_.stop(decelerate=True)
             return
         self._tick_start_ns = time.monotonic_ns()
-        for msg in self.sub.drain(limit=64):
+        self._take(self.sub.drain(limit=64))     # what arrived in the guard window before this tick
+
+    def _between(self, next_deadline_ns: int) -> None:
+        """Wait on the bus until ``BETWEEN_TICKS_GUARD_NS`` before the next deadline, validating and
+        handing in chunks as they arrive: the tick that follows only steps and sends."""
+        end = next_deadline_ns - BETWEEN_TICKS_GUARD_NS
+        while not self.stopping and self.sub.wait_until(end):
+            self._take(self.sub.drain(limit=64))
+
+    def _take(self, messages) -> None:
+        for msg in messages:
             if msg.topic == "estop":  # from anyone: the supervisor, `kinebridge estop`, a UI
                 self.loop_.estop()
                 self.detail["estop_by"] = msg.header.get("src")
@@ -135,7 +154,10 @@ class ControlNode(Node):
             if sent:
                 lat = now_ns - stamp["stamp_ns"]
                 self._lat_ns.append(lat)
-                self.pub.publish("control/chunk_latency", {"latency_ns": lat}, derived=[stamp])
+                # latency = waiting (bus hop + until this tick drained it) + this tick's work up to the send
+                self.pub.publish("control/chunk_latency", {
+                    "latency_ns": lat, "waiting_ns": self._tick_start_ns - stamp["stamp_ns"],
+                    "tick_work_ns": now_ns - self._tick_start_ns}, derived=[stamp])
         k = st.ticks % self._timing_every
         self._late[k] = loop.timer.lateness_ns[(loop.timer.ticks - 1) % loop.timer.lateness_ns.shape[0]]
         self._dur[k] = now_ns - self._tick_start_ns

@@ -40,8 +40,16 @@ def load_skill(spec: str) -> Skill:
     return bundled_skill(spec)
 
 
+PRODUCER_IO_PRIORITY = 10
+
+
 class TrajectoryNode(Node):
     topics = ("task", "control/state")
+
+    def io_priority(self, cfg) -> int:
+        # chunks leave at once even while this node's planning (and the recorder) keep the other CPU
+        # busy: ZeroMQ's I/O thread gets a low SCHED_FIFO priority, far below the control loop's
+        return PRODUCER_IO_PRIORITY if cfg.control.realtime.priority > 0 else 0
 
     def setup(self) -> None:
         t = self.cfg.trajectory

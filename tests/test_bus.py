@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -202,3 +203,23 @@ def test_curve_subscriber_needs_the_publisher_name(tmp_path):
 def test_missing_key_file_names_the_fix(tmp_path):
     with pytest.raises(BusError, match="kinebridge keys"):
         CurveKeys(str(tmp_path), "control").own()
+
+
+def test_wait_until_returns_at_the_deadline_or_when_a_message_is_queued(ep):
+    pub, sub = _pair(ep, ("a",))
+    try:
+        # nothing queued: returns False, not before the deadline (µs deadlines, not zmq's whole ms)
+        deadline = time.monotonic_ns() + 1_500_000
+        assert sub.wait_until(deadline) is False
+        assert time.monotonic_ns() >= deadline
+        assert sub.wait_until(time.monotonic_ns() - 1) is False          # a deadline already past
+        # a message published during the wait ends it early; one already queued returns at once
+        threading.Timer(0.05, lambda: pub.publish("a", {"k": 1})).start()
+        t0 = time.monotonic_ns()
+        assert sub.wait_until(t0 + 2_000_000_000) is True
+        assert time.monotonic_ns() - t0 < 1_500_000_000
+        assert sub.wait_until(time.monotonic_ns() + 2_000_000_000) is True   # still queued: not consumed
+        assert [m.header["k"] for m in sub.drain()] == [1]
+        assert sub.wait_until(time.monotonic_ns() + 20_000_000) is False   # drained: waits the 20 ms out
+    finally:
+        pub.close(), sub.close()

@@ -211,3 +211,16 @@ def test_codec_bench_runs_and_reports():
             assert 0 < c[what]["min"] <= c[what]["p50"] and c[what]["p99"] > 0
         assert c["speedup_vs_pickle"] > 0
     codec_bench.print_report(r)
+
+
+@settings(max_examples=100, deadline=None)
+@given(header=headers)
+def test_headers_are_plain_msgpack_both_ways(header):
+    """The header frame is standard msgpack: msgpack-python (what a client in another process or
+    language would use) reads what kinebridge writes, and kinebridge reads what it writes."""
+    q = np.arange(14.0).reshape(2, 7)
+    frames = [bytes(f) for f in encode("chunk", header, {"q": q})]
+    assert msgpack.unpackb(frames[1]) == {**header, "_arrays": [["q", "<f8", [2, 7]]]}
+    theirs = [b"chunk", msgpack.packb({**header, "_arrays": [["q", "<f8", [2, 7]]]}, use_bin_type=True), q.tobytes()]
+    msg = decode(theirs)
+    assert msg.header == header and np.array_equal(msg.arrays["q"], q)

@@ -117,3 +117,33 @@ def test_workspace_box_keeps_the_flange_inside(arm):
     assert loop.stats.workspace_violations > 0
     z = rm75.fk(arm.read_state().q)[2, 3]
     assert z >= z0 - 0.01 - 1e-3
+
+
+def test_a_chunk_handed_in_between_ticks_is_blended_before_the_next_tick(arm):
+    """``between_ticks`` gets the next deadline while it is still ahead; a chunk submitted there is in
+    the follower before the tick starts (the tick only steps and sends) and is executed."""
+    loop = ControlLoop(arm, ControlConfig(rate_hz=200, watchdog_s=5.0))
+    q0 = arm.read_state().q
+    q1 = q0 + np.radians([6, -5, 8, 4, -6, 5, 9])
+    seen, at_tick = [], []
+
+    def between(next_deadline_ns):
+        seen.append((time.monotonic_ns(), next_deadline_ns, loop.stats.chunks_accepted))
+        if len(seen) == 20:
+            loop.submit(time.monotonic() + 0.01, 0.02, _min_jerk_chunk(q0, q1, 0.6))
+
+    def before(t):          # the start of a tick, before it steps
+        if len(seen) == 20 and not at_tick:
+            at_tick.append(loop.stats.chunks_accepted)
+
+    th = threading.Thread(target=loop.run, kwargs={"between_ticks": between, "before_tick": before}, daemon=True)
+    th.start()
+    time.sleep(1.2)
+    loop.stop()
+    th.join(2.0)
+    assert all(now < deadline for now, deadline, _ in seen[:20])
+    steps = np.diff([d for _, d, _ in seen[:20]])
+    assert np.all(steps % 5_000_000 == 0) and np.all(steps > 0)      # on the 200 Hz grid
+    assert seen[19][2] == 0 and at_tick == [1]
+    final = arm.wait_for_state(0.5, newer_than_seq=arm.read_state().seq).q
+    assert np.max(np.abs(final - q1)) < np.radians(0.01)

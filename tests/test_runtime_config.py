@@ -54,3 +54,20 @@ def test_default_text_round_trips_through_a_file(tmp_path):
     p = tmp_path / "runtime.toml"
     p.write_text(DEFAULT_TOML)
     assert load_config(p) == load_config(None)
+
+
+def test_reading_a_config_does_not_load_numba():
+    """Nodes that never touch the arm (the recorder) start without Numba: the config models live in
+    pydantic-only modules, and the control loop's defaults agree with the kinematics kernel."""
+    import subprocess
+    import sys
+
+    code = ("import sys, kinebridge.runtime.node, kinebridge.runtime.recorder_node\n"
+            "from kinebridge.runtime.config import load_config\n"
+            "load_config(None)\n"
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    from kinebridge.kernels import rm75
+    from kinebridge.runtime.control_config import ControlConfig
+    assert ControlConfig().d7 == rm75.D7_B

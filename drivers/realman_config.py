@@ -1,0 +1,38 @@
+"""How to reach one RealMan arm and how to stream to it: the ``[arm.realman]`` table of the runtime config.
+
+Kept apart from :mod:`kinebridge.drivers.realman_arm` (the SDK, Numba kernels) so that reading a
+config costs no more than pydantic: nodes that never touch the arm (the recorder) start faster.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["RealmanConfig"]
+
+
+class RealmanConfig(BaseModel):
+    """How to reach one RealMan arm and how to stream to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ip: str = Field("192.168.1.18", description="controller IP address")
+    port: int = Field(8080, ge=1, le=65535, description="controller JSON/TCP port")
+    udp_port: int = Field(8089, ge=1, le=65535, description="local UDP port the controller pushes state to")
+    push_cycle: int = Field(1, ge=1, le=100, description="state push period in units of 5 ms (1 = 200 Hz)")
+    host_ip: str | None = Field(None, description="this PC's address as the controller sees it (auto when unset)")
+    follow: bool = Field(True, description="high follow (drives track each point; period must be ≤ 10 ms)")
+    trajectory_mode: int = Field(0, ge=0, le=2, description="high-follow mode: 0 raw, 1 curve fit, 2 filter")
+    radio: int = Field(0, ge=0, le=1000, description="smoothing for trajectory_mode 1 (0-100) or 2 (0-999)")
+    speed_fraction: float = Field(1.0, gt=0.0, le=1.0,
+                                  description="scale on the controller's joint speed/acceleration limits")
+    max_step_deg: float = Field(10.0, gt=0.0, le=10.0, description="largest joint step per setpoint (°)")
+    link_timeout_periods: float = Field(4.0, ge=1.0, le=100.0,
+                                        description="push periods without state before the link counts as lost "
+                                                    "(2 fired spuriously on a loaded 2-core PC; 4 = 20 ms at 200 Hz)")
+    timeout_ms: int = Field(500, ge=50, le=10000, description="SDK reply timeout (global to the process)")
+    connect_timeout_s: float = Field(3.0, gt=0.0, description="time allowed for the first state push")
+
+    @property
+    def push_period_s(self) -> float:
+        return 0.005 * self.push_cycle
