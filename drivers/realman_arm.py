@@ -440,7 +440,7 @@ class RealmanArm(ArmDriver):
         ok, _device = self._event_result
         if not ok:
             codes = self._latest.errors if self._latest is not None else ()
-            raise ControllerError(f"rm_movej: the controller reports the move failed"
+            raise ControllerError("rm_movej: the controller reports the move failed"
                                   + (f": {error_text(codes)}" if codes else ""), codes)
         self._prev_q, self._period_avg = None, 0.0
 

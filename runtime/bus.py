@@ -227,6 +227,26 @@ class SubscriberCounters:
     last_seq: dict = field(default_factory=dict)
 
 
+# SCHED_FIFO priority of ZeroMQ's I/O thread in processes that send to the control loop (chunk
+# producers, the supervisor's e-stop): far below the loop, above every normal process
+PRODUCER_IO_PRIORITY = 10
+
+
+def io_thread_fifo(ctx: zmq.Context, priority: int) -> str | None:
+    """Ask for SCHED_FIFO ``priority`` for ``ctx``'s I/O thread (before its first socket): messages
+    must not wait behind a busy planner for the CPU. libzmq aborts if the request is refused, so this
+    only asks when the limit allows it (root or RLIMIT_RTPRIO); returns what it got, None for 0."""
+    if priority <= 0:
+        return None
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
+    if os.geteuid() != 0 and (soft != resource.RLIM_INFINITY and soft < priority):
+        return f"normal scheduling (RLIMIT_RTPRIO {soft} < {priority})"
+    ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_FIFO)
+    ctx.set(zmq.THREAD_PRIORITY, int(priority))
+    return f"SCHED_FIFO {priority}"
+
+
 class Subscriber:
     """A node's listening socket, connected to the publishers in ``endpoints``, for ``topics``.
 

@@ -20,7 +20,7 @@ import traceback
 
 import zmq
 
-from kinebridge.runtime.bus import CurveKeys, Publisher, Subscriber
+from kinebridge.runtime.bus import CurveKeys, Publisher, Subscriber, io_thread_fifo
 from kinebridge.runtime.codec import Message
 from kinebridge.runtime.config import NODE_KINDS, RuntimeConfig
 
@@ -57,19 +57,9 @@ class Node:
         return 0
 
     def _io_realtime(self, priority: int) -> None:
-        """Give ZeroMQ's I/O thread SCHED_FIFO ``priority`` where permitted: messages for a real-time
-        loop must not wait behind a busy planner. libzmq aborts if the request is refused, so only
-        ask when the limit allows it (root or RLIMIT_RTPRIO)."""
-        if priority <= 0:
-            return
-        import resource
-        soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
-        if os.geteuid() != 0 and (soft != resource.RLIM_INFINITY and soft < priority):
-            self.detail["io_thread"] = f"normal scheduling (RLIMIT_RTPRIO {soft} < {priority})"
-            return
-        self.ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_FIFO)
-        self.ctx.set(zmq.THREAD_PRIORITY, int(priority))
-        self.detail["io_thread"] = f"SCHED_FIFO {priority}"
+        note = io_thread_fifo(self.ctx, priority)
+        if note:
+            self.detail["io_thread"] = note
 
     def subscriptions(self) -> tuple[str, ...]:
         """The topics this node listens to (``topics`` unless the config decides)."""

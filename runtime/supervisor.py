@@ -29,7 +29,7 @@ from pathlib import Path
 
 import zmq
 
-from kinebridge.runtime.bus import CurveKeys, Publisher, Subscriber
+from kinebridge.runtime.bus import PRODUCER_IO_PRIORITY, CurveKeys, Publisher, Subscriber, io_thread_fifo
 from kinebridge.runtime.config import RuntimeConfig
 
 __all__ = ["Supervisor", "NodeProcess", "safe_stop_arm"]
@@ -94,6 +94,8 @@ class Supervisor:
         self.log = log
         self.nodes = {n: NodeProcess(n, cfg.nodes[n].critical) for n in cfg.enabled_nodes()}
         self.ctx = zmq.Context()
+        if cfg.control.realtime.priority > 0:     # an e-stop leaves at once, however busy the box is
+            self.io_thread = io_thread_fifo(self.ctx, PRODUCER_IO_PRIORITY)
         curve = CurveKeys(cfg.bus.curve_keys, "supervisor") if cfg.bus.curve_keys else None
         self.pub = Publisher(cfg.endpoint("supervisor"), "supervisor", ctx=self.ctx, curve=curve)
         servers = cfg.endpoints(exclude="supervisor")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinebridge.runtime.bus import PRODUCER_IO_PRIORITY
 from kinebridge.runtime.node import Node
 from kinebridge.runtime.trajectory_planner import (PlanError, PlannerConfig, Skill, SkillPlanner, bundled_skill,
                                                    chunks, cup_frame, task_frame_from_pose7)
@@ -38,9 +39,6 @@ def load_skill(spec: str) -> Skill:
             raise ValueError(f"trajectory.skill: no skill file {spec!r} (or give a bundled name, e.g. 'pour')")
         return Skill.load(spec)
     return bundled_skill(spec)
-
-
-PRODUCER_IO_PRIORITY = 10
 
 
 class TrajectoryNode(Node):

@@ -8,8 +8,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from kinebridge.kernels.gmm import GMM
-from kinebridge.kernels.gmr import gmr
 from kinebridge.kernels.kmp import KMP
 from kinebridge.kernels.ref import kmp as rkmp
 
