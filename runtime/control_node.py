@@ -74,7 +74,8 @@ class ControlNode(Node):
         loop_cfg = ControlConfig(**{k: getattr(c, k) for k in ControlConfig.model_fields})
         self.loop_ = ControlLoop(self.arm, loop_cfg)
         rt = c.realtime
-        self.rt = configure_realtime(priority=rt.priority, cpus=tuple(rt.cpus) or None, lock_memory=rt.lock_memory)
+        self.rt = configure_realtime(priority=rt.priority, cpus=tuple(rt.cpus) or None, lock_memory=rt.lock_memory,
+                                     cpu_dma_latency_us=0 if rt.pm_qos else None)
         self.detail["realtime"] = self.rt.summary()
         if self.rt.sched_fifo:
             self.detail["helper_threads"] = _raise_helper_threads(max(1, rt.priority - 2))

@@ -15,6 +15,10 @@ qz (optionally the start frame as ``start``), or for the pouring skill ``cup`` =
 4. publishes ``trajectory/done`` when the plan's last sample is due, or ``trajectory/error`` with the
    reason when a goal cannot be planned (unreachable, too fast) — the arm then simply finishes or
    holds what it had.
+
+Every time it publishes (plan ``t0``, chunk ``t0``) is on the control node's clock, estimated from the
+stamps of ``control/state`` (:class:`~kinebridge.runtime.clock_sync.ControlClock`), so the node may
+run on another machine (a ``tcp://`` endpoint with CurveZMQ keys) without synchronised clocks.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from kinebridge.runtime.bus import PRODUCER_IO_PRIORITY
+from kinebridge.runtime.clock_sync import ControlClock
 from kinebridge.runtime.node import Node
 from kinebridge.runtime.trajectory_planner import (PlanError, PlannerConfig, Skill, SkillPlanner, bundled_skill,
                                                    chunks, cup_frame, task_frame_from_pose7)
@@ -39,6 +44,10 @@ def load_skill(spec: str) -> Skill:
             raise ValueError(f"trajectory.skill: no skill file {spec!r} (or give a bundled name, e.g. 'pour')")
         return Skill.load(spec)
     return bundled_skill(spec)
+
+
+PENDING_TASK_TIMEOUT_S = 2.0    # a task waits this long for the first live control/state
+TAIL_RESEND_S = 0.2             # the end of a plan, once sent, is not re-sent in a chunk shorter than this
 
 
 class TrajectoryNode(Node):
@@ -58,14 +67,27 @@ class TrajectoryNode(Node):
         self.detail["fit_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
         self.plan = None
         self.q_now: np.ndarray | None = None
+        self.clock = ControlClock()       # chunk times are on the control node's clock (maybe another machine)
+        self.pending_task = None          # (task, local time): a task that came before any live control/state
+        self.sent_to_end = False          # a chunk reaching the current plan's end has been published
         self.task_stamp = None
         self.plans = 0
 
     # ----------------------------------------------------------------------------- messages
     def on_message(self, msg) -> None:
         if msg.topic == "control/state":
+            self.clock.observe(msg.header["stamp_ns"])
             self.q_now = np.array(msg.arrays["q_cmd"], dtype=np.float64)
+            if self.pending_task is not None and self.clock.synced:
+                self._task(self.pending_task[0])
+                self.pending_task = None
             return
+        if not self.clock.synced:       # the arm's state and clock are not known yet: plan once they are
+            self.pending_task = (msg, time.monotonic())
+            return
+        self._task(msg)
+
+    def _task(self, msg) -> None:
         stamp = {"src": msg.header["src"], "topic": msg.topic, "seq": msg.header["seq"],
                  "stamp_ns": msg.header["stamp_ns"]}
         try:
@@ -97,7 +119,7 @@ class TrajectoryNode(Node):
             raise ValueError("task has neither 'goal' (the goal frame: x, y, z, qw, qx, qy, qz) nor 'cup' "
                              "(x, y, z, yaw°)")
         start = self._pose(msg, "start")
-        t_start = time.monotonic() + self.cfg.trajectory.lead_s
+        t_start = self.clock.now() + self.cfg.trajectory.lead_s
         t0 = time.perf_counter()
         if self.plan is not None and t_start < self.plan.t0 + self.plan.dt * (len(self.plan.q) - 1):
             plan = self.planner.replan(self.plan, goal, t_start)
@@ -116,22 +138,38 @@ class TrajectoryNode(Node):
             "stages_ms": {k: float(v) for k, v in plan.plan_ms.items()}, "max_pos_err": float(plan.max_pos_err),
             "max_rot_err": float(plan.max_rot_err)}, {"q": plan.q, "pose": plan.pose}, derived=[stamp])
         self.plan_stamp = p
-        self._publish_chunk(time.monotonic())
+        self._publish_chunk(self.clock.now())
 
     # -------------------------------------------------------------------------------- ticks
-    def _publish_chunk(self, now: float) -> None:
-        c = chunks(self.plan, now, self.cfg.trajectory.chunk_len)
+    def _publish_chunk(self, now: float, first: bool = True) -> None:
+        plan = self.plan
+        c = chunks(plan, now, self.cfg.trajectory.chunk_len)
         if c is None:
             return
         t0, dt, q = c
+        ends_plan = t0 + dt * (len(q) - 1) >= plan.t_end - 1e-9
+        # A chunk already sent reaches the plan's end: re-send it (in case one was lost) only while it
+        # is long enough to arrive before it is over — a short tail would reach the control node stale.
+        if not first and ends_plan and self.sent_to_end and plan.t_end - now < TAIL_RESEND_S:
+            return
+        self.sent_to_end = ends_plan
         self.pub.publish("chunk", {"t0": t0, "dt": dt}, {"q": q}, derived=[self.task_stamp])
 
     def on_tick(self, now: float) -> None:
+        if self.pending_task is not None and now - self.pending_task[1] > PENDING_TASK_TIMEOUT_S:
+            msg = self.pending_task[0]
+            self.pending_task = None
+            self.pub.publish("trajectory/error", {
+                "reason": f"no live control/state within {PENDING_TASK_TIMEOUT_S:g} s of the task: is the control "
+                          f"node running and reachable?"},
+                derived=[{"src": msg.header["src"], "topic": msg.topic, "seq": msg.header["seq"],
+                          "stamp_ns": msg.header["stamp_ns"]}])
         if self.plan is None:
             return
+        now = self.clock.to_control(now)
         end = self.plan.t0 + self.plan.dt * (len(self.plan.q) - 1)
         if now > end:                     # the chunks published before `end` already cover the last sample
             self.pub.publish("trajectory/done", {"t_end": end}, derived=[self.task_stamp])
             self.plan = None
             return
-        self._publish_chunk(now)
+        self._publish_chunk(now, first=False)

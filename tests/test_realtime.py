@@ -71,3 +71,28 @@ def test_cycle_timer_ring_buffer_wraps():
 def test_cycle_timer_rejects_bad_settings(rate, spin):
     with pytest.raises(ValueError):
         CycleTimer(rate, spin_ns=spin)
+
+
+def test_pm_qos_request_is_held_or_reported(tmp_path):
+    """The PM-QoS request writes 0 as a 32-bit value and keeps the file open (the request lasts while it
+    is open); where the device is missing or refused, configure_realtime reports why instead of failing."""
+    import os
+
+    from kinebridge.runtime import realtime
+
+    target = tmp_path / "cpu_dma_latency"          # a stand-in file: the kernel device needs root
+    target.write_bytes(b"")
+    fd = realtime.hold_cpu_dma_latency(0, str(target))
+    try:
+        assert target.read_bytes() == (0).to_bytes(4, "little")
+        os.fstat(fd)                                # still open
+    finally:
+        realtime._PM_QOS_FD.remove(fd)
+        os.close(fd)
+    with pytest.raises(OSError):
+        realtime.hold_cpu_dma_latency(0, str(tmp_path / "absent" / "cpu_dma_latency"))
+    rep = configure_realtime(priority=0, lock_memory=False, freeze_gc=False, cpu_dma_latency_us=0)
+    assert (rep.cpu_dma_latency_us == 0) or any("PM-QoS" in n for n in rep.notes)
+    assert "PM-QoS" in rep.summary()
+    while realtime._PM_QOS_FD:
+        os.close(realtime._PM_QOS_FD.pop())
