@@ -283,7 +283,7 @@ def cold_start(repeats: int = 3, workdir: Path | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------- report
-def run(rates=(200.0, 500.0), seconds: float = 20.0, out: Path = Path("out/bench/runtime.json"),
+def run(rates=(200.0, 500.0), seconds: float = 60.0, out: Path = Path("out/bench/runtime.json"),
         quick: bool = False, plot: bool = True) -> dict:
     from tqdm import tqdm
 

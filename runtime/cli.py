@@ -98,7 +98,7 @@ def _add_bench(sub):
                      "plot."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rt.add_argument("--rates", default="200,500", help="comma-separated control rates in Hz (≤ 500)")
-    rt.add_argument("--seconds", type=float, default=20.0, help="seconds per control-loop condition")
+    rt.add_argument("--seconds", type=float, default=60.0, help="seconds per control-loop condition (the targets are stated over 60 s)")
     rt.add_argument("--quick", action="store_true", help="small run (for tests)")
     rt.add_argument("--no-plot", action="store_true", help="skip the histogram")
     rt.add_argument("--out", type=Path, default=Path("out/bench/runtime.json"), help="JSON output path")
