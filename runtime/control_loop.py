@@ -169,10 +169,8 @@ class ControlLoop:
         """Blend the chunk handed in since the last tick into the follower, taking over at ``t``."""
         if self._pending is None:
             return
-        with self._pending_lock:
+        with self._pending_lock:       # (only this thread clears it: still there)
             pending, self._pending = self._pending, None
-        if pending is None:
-            return
         if self.follower.submit(pending[0], pending[1], pending[2], t):
             self.stats.chunks_accepted += 1
             self._last_chunk_s = t

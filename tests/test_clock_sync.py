@@ -68,13 +68,9 @@ def test_before_any_state_the_clock_is_unknown():
         ControlClock(window=4, min_live=5)
 
 
-OFFSET_NS = 4_000_000_000_000        # the "remote" control node's clock: 4000 s ahead of this machine
-
-
-def test_trajectory_node_stamps_chunks_on_a_remote_control_clock(tmp_path):
-    """The trajectory node (in this process) hears a control node whose CLOCK_MONOTONIC is 4000 s ahead
-    (a raw publisher on the control node's endpoint, stamping with that clock); the plan and the chunks it
-    publishes are on that clock, not on this machine's."""
+def _trajectory_node(tmp_path, raw_endpoint_of: str):
+    """A trajectory node in this process (config: control + trajectory on ipc under ``tmp_path``) and a
+    raw PUB socket bound where node ``raw_endpoint_of`` would publish."""
     from kinebridge.runtime.node import node_class
 
     data = load_config(None).model_dump()
@@ -83,10 +79,20 @@ def test_trajectory_node_stamps_chunks_on_a_remote_control_clock(tmp_path):
     cfg = RuntimeConfig.model_validate(data)
     (tmp_path / "bus").mkdir()
     ctx = zmq.Context()
-    control = ctx.socket(zmq.PUB)
-    control.setsockopt(zmq.LINGER, 0)
-    control.bind(cfg.endpoint("control"))
-    node = node_class("trajectory")("trajectory", cfg)
+    raw = ctx.socket(zmq.PUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.bind(cfg.endpoint(raw_endpoint_of))
+    return cfg, node_class("trajectory")("trajectory", cfg), ctx, raw
+
+
+OFFSET_NS = 4_000_000_000_000        # the "remote" control node's clock: 4000 s ahead of this machine
+
+
+def test_trajectory_node_stamps_chunks_on_a_remote_control_clock(tmp_path):
+    """The trajectory node (in this process) hears a control node whose CLOCK_MONOTONIC is 4000 s ahead
+    (a raw publisher on the control node's endpoint, stamping with that clock); the plan and the chunks it
+    publishes are on that clock, not on this machine's."""
+    cfg, node, ctx, control = _trajectory_node(tmp_path, "control")
     th = threading.Thread(target=node.run, daemon=True)
     th.start()
     out = Subscriber([cfg.endpoint("trajectory")], ("trajectory/plan", "chunk", "trajectory/error"))
@@ -132,18 +138,7 @@ def test_trajectory_node_stamps_chunks_on_a_remote_control_clock(tmp_path):
 def test_a_task_before_any_live_state_waits_then_fails_with_the_reason(tmp_path):
     """No control node: a task is held for the first live control/state, then reported as an error that
     names the likely cause, instead of being planned from an unknown pose on an unknown clock."""
-    from kinebridge.runtime.node import node_class
-
-    data = load_config(None).model_dump()
-    data["bus"]["ipc_dir"] = str(tmp_path / "bus")
-    data["nodes"] = {k: v for k, v in data["nodes"].items() if k in ("control", "trajectory")}
-    cfg = RuntimeConfig.model_validate(data)
-    (tmp_path / "bus").mkdir()
-    ctx = zmq.Context()
-    ops = ctx.socket(zmq.PUB)
-    ops.setsockopt(zmq.LINGER, 0)
-    ops.bind(cfg.endpoint("supervisor"))
-    node = node_class("trajectory")("trajectory", cfg)
+    cfg, node, ctx, ops = _trajectory_node(tmp_path, "supervisor")
     th = threading.Thread(target=node.run, daemon=True)
     th.start()
     out = Subscriber([cfg.endpoint("trajectory")], ("trajectory/plan", "chunk", "trajectory/error"))
@@ -171,16 +166,10 @@ def test_a_task_before_any_live_state_waits_then_fails_with_the_reason(tmp_path)
 def test_the_end_of_a_plan_is_not_resent_in_short_tail_chunks(tmp_path):
     """Once a chunk reaching the plan's end is out, the node re-sends the end only in chunks long enough
     to arrive before they are over: a 20 ms tail would reach the control node already stale."""
-    from kinebridge.runtime.node import node_class
     from kinebridge.runtime.trajectory_node import TAIL_RESEND_S
     from kinebridge.runtime.trajectory_planner import JointPlan
 
-    data = load_config(None).model_dump()
-    data["bus"]["ipc_dir"] = str(tmp_path / "bus")
-    data["nodes"] = {k: v for k, v in data["nodes"].items() if k in ("control", "trajectory")}
-    cfg = RuntimeConfig.model_validate(data)
-    (tmp_path / "bus").mkdir()
-    node = node_class("trajectory")("trajectory", cfg)
+    cfg, node, ctx, raw = _trajectory_node(tmp_path, "supervisor")
     sub = Subscriber([cfg.endpoint("trajectory")], ("chunk",))
     try:
         time.sleep(0.2)
@@ -198,6 +187,7 @@ def test_the_end_of_a_plan_is_not_resent_in_short_tail_chunks(tmp_path):
     finally:
         sub.close()
         node.pub.close(), node.sub.close(), node.ctx.term()
+        raw.close(), ctx.term()
     ends = [t0 + 0.01 * (k - 1) for t0, k in sent]
     assert pytest.approx(max(ends)) == t_end                          # the end was sent
     short_tails = [(t0, k) for (t0, k), e in zip(sent, ends) if abs(e - t_end) < 1e-9 and t_end - t0 < TAIL_RESEND_S]
