@@ -272,6 +272,13 @@ class Subscriber:
         for ep in endpoints:
             self.connect(ep, curve=curve, server=(servers or {}).get(ep), name=name)
 
+    def subscribe(self, topic: str) -> None:
+        """Listen to ``topic`` from now on (messages published before are not delivered)."""
+        if not self.topics:
+            return                  # already listening to everything
+        self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self.topics = self.topics | {topic}
+
     def connect(self, endpoint: str, *, curve: CurveKeys | None = None, server: str | None = None,
                 name: str = "subscriber") -> None:
         check_endpoint(endpoint, f"{name} → {endpoint}")

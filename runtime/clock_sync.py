@@ -31,7 +31,7 @@ __all__ = ["ControlClock"]
 class ControlClock:
     """``now()`` on the control node's clock, from stamps observed on this machine."""
 
-    def __init__(self, window: int = 256, min_live: int = 5):
+    def __init__(self, window: int = 256, min_live: int = 3):
         if window < 1 or not 1 <= min_live <= window:
             raise ValueError(f"need window ≥ 1 and 1 ≤ min_live ≤ window, got window={window}, min_live={min_live}")
         self.min_live = int(min_live)

@@ -188,10 +188,14 @@ def run(opts: RunOptions, log=print) -> dict:
             cfg = RuntimeConfig.model_validate(data)
             log(f"simulated RealMan controller ({cfg.arm.sim_model}) on 127.0.0.1:{sim.port}")
         sup = Supervisor(cfg, run_dir, listen=LISTEN, log=log)
-        sup.start()
         control = [n for n, s in cfg.nodes.items() if s.enabled and s.kind == "control"]
+        # the control node (and the recorder, to record its start) first, with the CPUs to itself; the
+        # producers once the arm is streaming
+        first = [n for n, s in cfg.nodes.items() if s.enabled and s.kind in ("control", "recorder")]
+        sup.start(first)
         if control:
             sup.wait_ready(control, statuses=("streaming",))
+        sup.start([n for n in sup.nodes if n not in first])
         summary["ready_to_stream_s"] = time.monotonic() - t_cmd
         log(f"streaming {time.monotonic() - t_cmd:.2f} s after start "
             f"({sup.status()[control[0]].get('realtime', '')})" if control else "no control node configured")

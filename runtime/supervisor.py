@@ -123,7 +123,8 @@ class Supervisor:
         np_.status = "starting"
 
     def start(self, names=None) -> None:
-        for name in names or list(self.nodes):
+        """Start the nodes in ``names`` (None: every enabled node)."""
+        for name in list(self.nodes) if names is None else names:
             self._spawn(name)
 
     def wait_ready(self, names=None, timeout_s: float | None = None, statuses=("ready", "streaming")) -> float:

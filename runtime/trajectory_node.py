@@ -51,7 +51,7 @@ TAIL_RESEND_S = 0.2             # the end of a plan, once sent, is not re-sent i
 
 
 class TrajectoryNode(Node):
-    topics = ("task", "control/state")
+    topics = ("task",)       # control/state is subscribed once the skill is fitted (see setup)
 
     def io_priority(self, cfg) -> int:
         # chunks leave at once even while this node's planning (and the recorder) keep the other CPU
@@ -65,6 +65,9 @@ class TrajectoryNode(Node):
         self.planner = SkillPlanner(load_skill(t.skill), PlannerConfig(dt=t.dt, speed=t.speed, chunk_len=t.chunk_len,
                                                                        d7=self.cfg.control.d7))
         self.detail["fit_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+        # the arm's state from now on: subscribed before the fit, the fit's ~1 s of 200 Hz state would
+        # queue up and be read back (stale, skipped by the clock) ahead of the first task
+        self.sub.subscribe("control/state")
         self.plan = None
         self.q_now: np.ndarray | None = None
         self.clock = ControlClock()       # chunk times are on the control node's clock (maybe another machine)

@@ -223,3 +223,18 @@ def test_wait_until_returns_at_the_deadline_or_when_a_message_is_queued(ep):
         assert sub.wait_until(time.monotonic_ns() + 20_000_000) is False   # drained: waits the 20 ms out
     finally:
         pub.close(), sub.close()
+
+
+def test_subscribe_adds_a_topic_from_then_on(ep):
+    pub, sub = _pair(ep, ("a",))
+    try:
+        pub.publish("b", {"k": 0})                 # not yet subscribed: never delivered
+        time.sleep(0.05)
+        sub.subscribe("b")
+        time.sleep(0.15)                           # the subscription travels to the publisher
+        pub.publish("b", {"k": 1})
+        pub.publish("a", {"k": 2})
+        got = [(m.topic, m.header["k"]) for m in (sub.recv(1000), sub.recv(1000))]
+        assert got == [("b", 1), ("a", 2)] and sub.drain() == []
+    finally:
+        pub.close(), sub.close()
