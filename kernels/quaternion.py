@@ -11,7 +11,9 @@ Conventions (shared with :mod:`kinebridge.kernels.ref.quaternion`):
   (at exactly ``w == 0``, the one whose first non-zero vector component is positive), so the
   charts are functions of the rotation alone.
 * Huang's auxiliary-quaternion (global/right) chart: ``project(q, q_aux) = log(q conj(q_aux))``,
-  ``unproject(zeta, q_aux) = exp(zeta) q_aux``.
+  ``unproject(zeta, q_aux) = exp(zeta) q_aux``. ``project`` folds each sample on its own (a function
+  of the rotation); ``project_continuous`` folds a whole sequence once, so a trajectory passing 180
+  degrees from ``q_aux`` keeps a continuous ``zeta`` (up to ``|zeta| < pi``).
 * Riemannian body/left chart (riepybdlib): ``log_at(base, x) = log(conj(base) x)``,
   ``exp_at(base, u) = base exp(u)``. Covariances of ``product`` live in this chart at each mean.
 
@@ -32,11 +34,13 @@ from kinebridge.kernels import checks
 
 __all__ = [
     "mul", "conj", "log", "exp", "to_matrix", "from_matrix", "from_xyzw", "to_xyzw",
-    "project", "unproject", "log_at", "exp_at", "parallel_transport", "right_jacobian",
+    "project", "project_continuous", "unproject", "log_at", "exp_at", "parallel_transport", "right_jacobian",
     "make_continuous", "angular_velocity", "riemannian_mean", "product", "product_batch",
 ]
 
 _LOG_EPS = 1e-12  # |v| below which log(q) is 0 (Huang's quat_log threshold)
+_BIG = 1e150      # tangent components above which |u|^2 is computed from u scaled (no overflow)
+_DBL_MAX = 1.7976931348623157e308
 
 # ----------------------------------------------------------------------------------------------
 # Scalar helpers (inlined by LLVM)
@@ -99,10 +103,21 @@ def _sinc(n):
 
 @numba.njit(cache=True)
 def _qexp(ux, uy, uz):
-    # exp(u) = (cos|u|, sin|u| u/|u|)
-    n = math.sqrt(ux * ux + uy * uy + uz * uz)
-    s = _sinc(n)
-    return math.cos(n), s * ux, s * uy, s * uz
+    # exp(u) = (cos|u|, sin|u| u/|u|). Above _BIG the squares would overflow (1e200^2 = inf, then
+    # cos(inf) = NaN), so |u| and u/|u| come from u scaled by its largest component; cos and sin
+    # reduce the angle exactly (libm); a norm beyond the largest double saturates to it.
+    m = max(abs(ux), abs(uy), abs(uz))
+    if m < _BIG:
+        n = math.sqrt(ux * ux + uy * uy + uz * uz)
+        s = _sinc(n)
+        return math.cos(n), s * ux, s * uy, s * uz
+    ax = ux / m
+    ay = uy / m
+    az = uz / m
+    r = math.sqrt(ax * ax + ay * ay + az * az)     # in [1, sqrt(3)]
+    n = min(m * r, _DBL_MAX)
+    s = math.sin(n) / r
+    return math.cos(n), s * ax, s * ay, s * az
 
 
 @numba.njit(cache=True)
@@ -391,6 +406,28 @@ def _project(q, qa):
 
 
 @numba.njit(cache=True)
+def _project_continuous(q, qa):
+    # zeta_t = log(r_t), r_t = +-(q_t (x) conj(q_aux_t)): r_0 canonical (w >= 0), then each r_t in
+    # the hemisphere of r_{t-1}; the plain log, so zeta passes |zeta| = pi/2 continuously
+    n = q.shape[0]
+    out = np.empty((n, 3))
+    pw = px = py = pz = 0.0
+    for i in range(n):
+        w, x, y, z = _qmul(q[i, 0], q[i, 1], q[i, 2], q[i, 3],
+                           qa[i, 0], -qa[i, 1], -qa[i, 2], -qa[i, 3])
+        if i == 0:
+            w, x, y, z = _canon(w, x, y, z)
+        elif pw * w + px * x + py * y + pz * z < 0.0:
+            w, x, y, z = -w, -x, -y, -z
+        pw, px, py, pz = w, x, y, z
+        a, b, c = _qlog(w, x, y, z)
+        out[i, 0] = a
+        out[i, 1] = b
+        out[i, 2] = c
+    return out
+
+
+@numba.njit(cache=True)
 def _unproject(zeta, qa):
     # q = exp(zeta) (x) q_aux
     n = zeta.shape[0]
@@ -455,6 +492,30 @@ def _right_jacobian(zeta):
     n = zeta.shape[0]
     out = np.empty((n, 3, 3))
     for i in range(n):
+        m = max(abs(zeta[i, 0]), abs(zeta[i, 1]), abs(zeta[i, 2]))
+        if m >= _BIG:
+            # large angles in terms of the unit axis e and t (no overflow):
+            # J = I - (1-cos t)/t [e]x + (1 - sin t/t)(e e^T - I)
+            ex = zeta[i, 0] / m
+            ey = zeta[i, 1] / m
+            ez = zeta[i, 2] / m
+            r = math.sqrt(ex * ex + ey * ey + ez * ez)
+            ex /= r
+            ey /= r
+            ez /= r
+            t = min(2.0 * m * r, _DBL_MAX)
+            a = (1.0 - math.cos(t)) / t
+            b = 1.0 - math.sin(t) / t
+            out[i, 0, 0] = 1.0 + b * (ex * ex - 1.0)
+            out[i, 1, 1] = 1.0 + b * (ey * ey - 1.0)
+            out[i, 2, 2] = 1.0 + b * (ez * ez - 1.0)
+            out[i, 0, 1] = a * ez + b * ex * ey
+            out[i, 1, 0] = -a * ez + b * ex * ey
+            out[i, 0, 2] = -a * ey + b * ex * ez
+            out[i, 2, 0] = a * ey + b * ex * ez
+            out[i, 1, 2] = a * ex + b * ey * ez
+            out[i, 2, 1] = -a * ex + b * ey * ez
+            continue
         px = 2.0 * zeta[i, 0]
         py = 2.0 * zeta[i, 1]
         pz = 2.0 * zeta[i, 2]
@@ -744,7 +805,10 @@ def exp(u) -> np.ndarray:
     """Half-angle quaternion exponential ``(cos|u|, sin|u| u/|u|)`` of tangent vectors ``u`` ``(..., 3)``.
 
     Inverse of :func:`log` up to sign; returns unit quaternions ``(..., 4)``; ``exp(u)`` rotates by
-    ``2|u|`` about ``u/|u|``. Stable at ``u = 0`` (sinc series).
+    ``2|u|`` about ``u/|u|``. Stable at ``u = 0`` (sinc series) and for any finite ``u``: exp is
+    periodic in ``|u|`` (period 2π), so huge vectors give the unit quaternion of their axis and angle
+    (the norm is computed without overflow, cos/sin reduce the angle exactly; a norm beyond the
+    largest double saturates to it), never NaN.
     """
     u = _vectors(u, "u")
     return _exp(_kernel_arg(u, 3)).reshape(u.shape[:-1] + (4,))
@@ -806,12 +870,39 @@ def project(q, q_aux) -> np.ndarray:
 
     ``q`` and ``q_aux`` are ``(..., 4)`` with broadcastable leading axes (typically a ``(T, 4)``
     trajectory and one ``(4,)`` auxiliary quaternion). The relative quaternion is folded to
-    ``w >= 0``, so ``project(-q, q_aux) == project(q, q_aux)`` and ``|zeta| <= pi/2``.
+    ``w >= 0``, so ``project(-q, q_aux) == project(q, q_aux)`` and ``|zeta| <= pi/2``. Being a
+    function of each rotation alone, it is discontinuous where a trajectory's rotation relative to
+    ``q_aux`` passes 180 degrees (``make_continuous`` cannot help: the fold undoes it); project
+    trajectories with :func:`project_continuous`.
     """
     q = _unit(q, "q")
     qa = _unit(q_aux, "q_aux")
     fq, fa, batch = _batch(q, 4, "q", qa, 4, "q_aux")
     return _project(fq, fa).reshape(batch + (3,))
+
+
+def project_continuous(q, q_aux) -> np.ndarray:
+    """Huang's chart along a quaternion *sequence*: ``zeta (T, 3)`` continuous in t.
+
+    :func:`project` folds every relative quaternion ``q_t ⊗ conj(q_aux)`` to ``w >= 0`` on its own, so
+    when the rotation relative to ``q_aux`` passes 180 degrees (``|zeta| = pi/2``) ``zeta`` jumps to
+    the antipodal chart point (e.g. 1.5 → −1.54). Here the relative quaternions of the ``(T, 4)``
+    sequence ``q`` are given one consistent sign instead: the first is folded to ``w >= 0`` and every
+    later one is taken in the hemisphere of its predecessor (as :func:`make_continuous`, so ``q`` may
+    contain sign flips), and the plain log is used. ``zeta`` is then continuous while the relative
+    rotation stays below 360 degrees (``|zeta| < pi``), ``zeta[0] == project(q[0], q_aux)``, and
+    ``unproject(zeta, q_aux) == ±q`` sample by sample. ``q_aux`` is ``(4,)`` or ``(T, 4)``. Use this
+    to build a KMP/GMR reference from a trajectory (LFE-KMP does).
+    """
+    q = _unit(q, "q")
+    if q.ndim != 2:
+        raise ValueError(f"q: expected a (T, 4) quaternion sequence, got shape {q.shape}")
+    qa = _unit(q_aux, "q_aux")
+    if qa.shape not in ((4,), q.shape):
+        raise ValueError(f"q_aux: expected one (4,) auxiliary quaternion or one per sample {q.shape}, "
+                         f"got shape {qa.shape}")
+    fq, fa, batch = _batch(q, 4, "q", qa, 4, "q_aux")
+    return _project_continuous(fq, fa).reshape(batch + (3,))
 
 
 def unproject(zeta, q_aux) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = [
     "mul", "conj", "log", "exp", "to_matrix", "from_matrix", "from_xyzw", "to_xyzw",
-    "project", "unproject", "log_at", "exp_at", "parallel_transport", "right_jacobian",
+    "project", "project_continuous", "unproject", "log_at", "exp_at", "parallel_transport", "right_jacobian",
     "make_continuous", "angular_velocity", "riemannian_mean", "product", "product_batch",
 ]
 
@@ -71,8 +71,22 @@ def _fold(q):
 
 
 def _exp(u):
-    n = np.linalg.norm(u, axis=-1)
-    return np.concatenate([np.cos(n)[..., None], np.sinc(n / np.pi)[..., None] * u], -1)
+    u = np.asarray(u, dtype=np.float64)
+    m = np.abs(u).max(axis=-1, keepdims=True) if u.size else np.zeros(u.shape[:-1] + (1,))
+    big = m[..., 0] >= 1e150
+    if not big.any():
+        n = np.linalg.norm(u, axis=-1)
+        return np.concatenate([np.cos(n)[..., None], np.sinc(n / np.pi)[..., None] * u], -1)
+    # huge vectors: |u| from the hypot of u scaled by its largest entry (no overflow), saturated to
+    # the largest double, and the unit axis; cos/sin reduce the angle
+    e = u / np.where(m > 0, m, 1.0)
+    r = np.linalg.norm(e, axis=-1)
+    with np.errstate(over="ignore"):
+        n = np.minimum(m[..., 0] * r, np.finfo(np.float64).max)
+    n_small = np.where(big, 0.0, np.linalg.norm(np.where(big[..., None], 0.0, u), axis=-1))
+    vec = np.where(big[..., None], np.sin(n)[..., None] * e / np.where(r > 0, r, 1.0)[..., None],
+                   np.sinc(n_small / np.pi)[..., None] * u)
+    return np.concatenate([np.where(big, np.cos(n), np.cos(n_small))[..., None], vec], -1)
 
 
 def mul(a, b):
@@ -147,6 +161,13 @@ def project(q, q_aux):
     return _log(_fold(_mul(q, _conj(qa))))
 
 
+def project_continuous(q, q_aux):
+    """log of the relative quaternions q_t ⊗ conj(q_aux) made sign-continuous, r_0 folded to w >= 0."""
+    q, qa = np.broadcast_arrays(_unit(q), _unit(q_aux))
+    r = make_continuous(_mul(q, _conj(qa)))
+    return _log(_fold_sign(r[0]) * r)
+
+
 def unproject(zeta, q_aux):
     """exp(zeta) ⊗ q_aux."""
     e = _exp(np.asarray(zeta, dtype=np.float64))
@@ -188,7 +209,23 @@ def parallel_transport(g, h):
 
 def right_jacobian(zeta):
     """SO(3) right Jacobian at phi = 2 zeta: I - sin^2(t/2)/(t^2/2) [phi]x + (t - sin t)/t^3 [phi]x^2."""
-    phi = 2.0 * np.asarray(zeta, dtype=np.float64)
+    zeta = np.asarray(zeta, dtype=np.float64)
+    m = np.abs(zeta).max(axis=-1) if zeta.size else np.zeros(zeta.shape[:-1])
+    if (m >= 1e150).any():  # huge angles row by row in terms of the unit axis (no overflow)
+        flat = zeta.reshape(-1, 3)
+        out = np.empty((flat.shape[0], 3, 3))
+        for i, z in enumerate(flat):
+            if np.abs(z).max() < 1e150:
+                out[i] = right_jacobian(z)
+                continue
+            e = z / np.abs(z).max()
+            e = e / np.linalg.norm(e)
+            with np.errstate(over="ignore"):
+                t = min(2.0 * np.abs(z).max() * np.linalg.norm(z / np.abs(z).max()), np.finfo(np.float64).max)
+            out[i] = (np.eye(3) - (1.0 - np.cos(t)) / t * _skew(e)
+                      + (1.0 - np.sin(t) / t) * (np.outer(e, e) - np.eye(3)))
+        return out.reshape(zeta.shape + (3,))
+    phi = 2.0 * zeta
     t = np.linalg.norm(phi, axis=-1)
     K = _skew(phi)
     a = 0.5 * np.sinc(t / (2.0 * np.pi)) ** 2
