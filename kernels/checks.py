@@ -45,8 +45,39 @@ def positive(value, name: str) -> float:
     except (TypeError, ValueError):
         raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
     if not np.isfinite(v) or v <= 0.0:
-        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+        raise ValueError(f"{name}: expected a positive finite number (in (0, inf)), got {value!r}")
     return v
+
+
+def non_negative(value, name: str, *, what: str = "a number") -> float:
+    """A finite scalar >= 0 (tolerances and regularisers, where 0 is meaningful)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {what} >= 0, got {value!r}") from None
+    if not np.isfinite(v) or v < 0.0:
+        raise ValueError(f"{name}: expected {what} in [0, inf) (finite, >= 0), got {value!r}")
+    return v
+
+
+def em_tolerance(value, name: str = "tol") -> float:
+    """An EM stopping tolerance on the average log-likelihood gain: finite >= 0, or −inf to never
+    stop early (run ``max_iter`` iterations). NaN or a negative tolerance would silently never stop
+    (or stop only on a likelihood drop), so both are refused."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a log-likelihood tolerance in [0, inf), or -inf to run every "
+                         f"iteration, got {value!r}") from None
+    if v == -np.inf or (np.isfinite(v) and v >= 0.0):
+        return v
+    raise ValueError(f"{name}: expected a log-likelihood tolerance in [0, inf), or -inf to run every "
+                     f"iteration, got {value!r}")
+
+
+def optional_positive(value, name: str) -> float | None:
+    """``None`` (meaning "choose automatically") or a strictly positive finite scalar."""
+    return None if value is None else positive(value, name)
 
 
 def count(value, name: str, *, minimum: int = 1) -> int:

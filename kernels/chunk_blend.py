@@ -166,16 +166,29 @@ class ChunkFollower:
     """Stateful wrapper: submit chunks, call :meth:`step` every tick; zero allocation per tick."""
 
     def __init__(self, dof, q_min, q_max, qd_max, qdd_max, dt, blend_s=0.1):
-        if not dt > 0 or not blend_s > 0:
-            raise ValueError(f"dt and blend_s must be positive, got dt={dt}, blend_s={blend_s}")
+        for name, value in (("dt", dt), ("blend_s", blend_s)):
+            if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: dt and blend_s must be positive finite seconds, "
+                                 f"got dt={dt}, blend_s={blend_s}")
         self.dof = int(dof)
+        if self.dof < 1:
+            raise ValueError(f"dof: expected at least one joint, got {dof!r}")
         self.h = float(dt)
         self.blend_s = float(blend_s)
         self.q_min, self.q_max = np.array(q_min, float), np.array(q_max, float)
         self.v_max, self.a_max = np.array(qd_max, float), np.array(qdd_max, float)
         for name in ("q_min", "q_max", "v_max", "a_max"):
-            if getattr(self, name).shape != (self.dof,):
+            arr = getattr(self, name)
+            if arr.shape != (self.dof,):
                 raise ValueError(f"{name} must have {self.dof} entries")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{name}: limits must be finite, got {arr.tolist()}")
+        if not (self.q_min < self.q_max).all():
+            raise ValueError(f"q_min/q_max: expected q_min < q_max for every joint, got {self.q_min.tolist()} "
+                             f"and {self.q_max.tolist()}")
+        for name in ("v_max", "a_max"):
+            if not (getattr(self, name) > 0).all():
+                raise ValueError(f"{name}: limits must be positive, got {getattr(self, name).tolist()}")
         self.q = np.zeros(self.dof)
         self.v = np.zeros(self.dof)
         self._q_ref, self._v_ref = np.zeros(self.dof), np.zeros(self.dof)

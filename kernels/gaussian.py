@@ -17,6 +17,13 @@ from kinebridge.kernels import checks
 
 LOG_2PI = math.log(2.0 * math.pi)
 
+# LLVM fast-math flags for the hot loops: reassociation (vectorised reductions), contraction (FMA),
+# reciprocal and approximate-function freedom, no signed zeros — but *not* ``ninf``/``nnan``
+# (``fastmath=True`` sets them), under which the −inf markers these kernels use (log π_k of an
+# empty component, the running maximum of a log-sum-exp) and any inf or NaN reaching them would be
+# undefined behaviour the optimiser may fold away.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # a set: numba accepts bool, dict or set
+
 
 @njit(cache=True)
 def chol_lower(a, out):

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from kinebridge.kernels import checks
-from kinebridge.kernels.gaussian import LOG_2PI, chol_logdet, chol_lower, log_gauss, logsumexp
+from kinebridge.kernels.gaussian import FASTMATH, LOG_2PI, chol_logdet, chol_lower, log_gauss, logsumexp
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ def init_time_based_tensor(data, n_components: int, *, time_index: int = 0, reg:
     """
     x = checks.finite_array(data, "data", ndim=3, what="(P, M, D) frame tensor")
     k = checks.count(n_components, "n_components")
+    reg = checks.non_negative(reg, "reg", what="a covariance regulariser")
     n_frames, m, dim = x.shape
     if not 0 <= time_index < dim:
         raise ValueError(f"time_index: expected a column in [0, {dim}), got {time_index}")
@@ -157,7 +158,7 @@ def _precompute(priors, means, covs, chol, linv, const):
     return -1
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=FASTMATH)
 def _e_step(xt, means, linv, const, logp, work):
     """logp[k, n] = log π_k + Σ_p log 𝒩(X_n⁽ᵖ⁾ | μ_k⁽ᵖ⁾, Σ_k⁽ᵖ⁾) = const_k − ½ Σ_p |L⁻¹(X_n⁽ᵖ⁾ − μ)|².
 
@@ -203,7 +204,7 @@ def _normalise(logp, mx):
     return total
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=FASTMATH)
 def _m_step(xt, resp, reg, priors, means, covs):
     """π_k = N_k/M, μ = Σ r X / N_k, Σ = Σ r X Xᵀ / N_k − μμᵀ + εI (X centred), per frame."""
     n_frames, dim, m = xt.shape
@@ -296,8 +297,8 @@ def em_tensor(data, priors, means, covariances, *, reg: float = 1e-4, tol: float
     cov = np.array(covariances, dtype=np.float64)
     checks.count(max_iter, "max_iter")
     checks.count(min_iter, "min_iter", minimum=0)
-    if reg < 0 or not np.isfinite(reg):
-        raise ValueError(f"reg: expected a non-negative regulariser, got {reg!r}")
+    reg = checks.non_negative(reg, "reg", what="a non-negative regulariser")
+    tol = checks.em_tolerance(tol, "tol")
     if x.shape[1] < pri.shape[0]:
         raise ValueError(f"data: {x.shape[1]} samples cannot support {pri.shape[0]} components; "
                          "use fewer components or more samples")
@@ -312,7 +313,12 @@ def em_tensor(data, priors, means, covariances, *, reg: float = 1e-4, tol: float
 
 def fit_em(data, init: GMM, *, reg: float = 1e-4, tol: float = 1e-4, min_iter: int = 5,
            max_iter: int = 100) -> tuple[GMM, EMReport]:
-    """Fit a GMM by EM from ``init`` (robInfLib defaults: ε = 1e-4 on the diagonal, tol = 1e-4)."""
+    """Fit a GMM by EM from ``init`` (robInfLib defaults: ε = 1e-4 on the diagonal, tol = 1e-4).
+
+    ``reg`` must be finite and >= 0, ``tol`` finite and >= 0 or −inf (never stop early);
+    ``ValueError`` naming them otherwise (a NaN ``tol`` would silently never stop EM early, a
+    negative one would stop it only on a likelihood drop).
+    """
     x = checks.finite_array(data, "data", shape=(None, init.n_dims),
                             what=f"(M, {init.n_dims}) samples, one row per sample")
     pri, mu, cov, report = em_tensor(x[None], init.priors, init.means[None], init.covariances[None],
@@ -322,6 +328,8 @@ def fit_em(data, init: GMM, *, reg: float = 1e-4, tol: float = 1e-4, min_iter: i
 
 def fit_gmm(data, n_components: int, *, time_index: int = 0, reg: float = 1e-4, tol: float = 1e-4,
             min_iter: int = 5, max_iter: int = 100) -> tuple[GMM, EMReport]:
-    """Time-based initialisation followed by EM."""
+    """Time-based initialisation followed by EM (``reg`` finite >= 0, ``tol`` finite >= 0 or −inf)."""
+    reg = checks.non_negative(reg, "reg", what="a non-negative regulariser")
+    tol = checks.em_tolerance(tol, "tol")
     return fit_em(data, init_time_based(data, n_components, time_index=time_index), reg=reg, tol=tol,
                   min_iter=min_iter, max_iter=max_iter)

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from kinebridge.kernels import checks
-from kinebridge.kernels.gaussian import LOG_2PI, chol_inverse, chol_logdet, chol_lower
+from kinebridge.kernels.gaussian import FASTMATH, LOG_2PI, chol_inverse, chol_logdet, chol_lower
 from kinebridge.kernels.gmm import GMM
 
 
@@ -66,7 +66,7 @@ def _conditionals(priors, means, covs, in_idx, out_idx, linv, const, gain, cond)
     return -1
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=FASTMATH)
 def _gmr_batch(means, in_idx, out_idx, xq, linv, const, gain, cond, reg, with_cov, mean_out, cov_out):
     """GMR over all queries; every inner loop runs over the queries (``xq`` is (I, T))."""
     k = const.shape[0]
@@ -140,6 +140,7 @@ def gmr(model: GMM, inputs, in_idx=(0,), out_idx=None, *, reg: float = 1e-8, ret
     ``means (T, O)`` and, if ``return_cov``, ``covariances (T, O, O)``. ``reg`` is added to each output
     covariance's diagonal (robInfLib ``GMR.m`` adds 1e-8).
     """
+    reg = checks.non_negative(reg, "reg", what="a covariance regulariser")
     i_idx = np.atleast_1d(np.asarray(in_idx, dtype=np.int64))
     if out_idx is None:
         o_idx = np.array([d for d in range(model.n_dims) if d not in set(i_idx.tolist())], dtype=np.int64)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinebridge.kernels import checks
-from kinebridge.kernels.kmp import KMP
+from kinebridge.kernels.kmp import KERNELS, KMP
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,17 @@ class TuningResult:
 
 def holdout_rmse(t, mu, sigma, *, h: float, lam: float, holdout: int = 4, kernel: str = "analytic",
                  derivatives: bool = True, fd_step: float = 1e-3) -> float:
-    """RMSE of predicted positions at every ``holdout``-th reference point, fitted without them."""
+    """RMSE of predicted positions at every ``holdout``-th reference point, fitted without them.
+
+    Returns inf when K + λΣ is not positive definite at these settings; invalid settings (``h``,
+    ``lam`` not positive and finite, ``holdout`` < 2) raise ``ValueError`` instead.
+    """
+    h = checks.positive(h, "h")
+    lam = checks.positive(lam, "lam")
+    checks.count(holdout, "holdout", minimum=2)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
+    fd_step = checks.positive(fd_step, "fd_step")
     test = np.zeros(t.size, dtype=bool)
     test[holdout // 2::holdout] = True
     kmp = KMP(h=h, lam=lam, kernel=kernel, derivatives=derivatives, fd_step=fd_step)
@@ -73,8 +83,16 @@ def tune_kmp(t, mu, sigma, *, h_bounds=(0.5, 500.0), lam_bounds=(1e-3, 10.0), ho
     if t.size < 2 * holdout:
         raise ValueError(f"t: {t.size} reference points are too few to hold out every {holdout}th; "
                          "use a longer reference")
-    if not (0 < h_bounds[0] < h_bounds[1] and 0 < lam_bounds[0] < lam_bounds[1]):
-        raise ValueError(f"h_bounds/lam_bounds: expected (low, high) with 0 < low < high, got {h_bounds}, {lam_bounds}")
+    for name, bounds in (("h_bounds", h_bounds), ("lam_bounds", lam_bounds)):
+        try:
+            lo, hi = (float(v) for v in bounds)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected (low, high) with 0 < low < high < inf, got {bounds!r}") from None
+        if not (np.isfinite(hi) and 0 < lo < hi):
+            raise ValueError(f"{name}: expected (low, high) with 0 < low < high < inf, got {bounds!r}")
+    checks.count(n_h, "n_h")
+    checks.count(n_lam, "n_lam")
+    rel_tol = checks.non_negative(rel_tol, "rel_tol", what="a relative RMSE tolerance")
     scale = data_scale(sigma, derivatives)
     hs = np.geomspace(h_bounds[0], h_bounds[1], n_h)
     lams = np.geomspace(lam_bounds[0], lam_bounds[1], n_lam) / scale

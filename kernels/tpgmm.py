@@ -112,6 +112,8 @@ def fit_tpgmm(local, n_components: int, *, time_index: int = 0, reg: float = 1e-
               min_iter: int = 5, max_iter: int = 100) -> tuple[TPGMM, EMReport]:
     """Time-based initialisation and EM on the frame tensor ``local (P, M, D)``."""
     x = checks.finite_array(local, "local", ndim=3, what="(P, M, D) frame tensor from project()")
+    reg = checks.non_negative(reg, "reg", what="a non-negative regulariser")
+    tol = checks.em_tolerance(tol, "tol")
     pri, mu, cov = init_time_based_tensor(x, n_components, time_index=time_index)
     pri, mu, cov, report = em_tensor(x, pri, mu, cov, reg=reg, tol=tol, min_iter=min_iter, max_iter=max_iter)
     return TPGMM(pri, mu, cov), report
