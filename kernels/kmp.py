@@ -19,10 +19,13 @@ derivatives (2hΔk, −2hΔk, (2h − 4h²Δ²)k), which is the kernel the equat
 
 Factorizations are Cholesky through LAPACK (scipy), never an explicit inverse. Via-points follow
 ``kmp_insertPoint.m``: a via-point within ``replace_tol`` of an existing time replaces that entry,
-otherwise it is appended. They are applied as a bordered (Schur-complement) update of the
-reference's factorization, so adding or moving via-points never refactorizes the reference:
-moving a via-point in space costs O(n·m) (m = via rows), adding one or moving it in time costs two
-triangular solves with m right-hand sides, O(n²·m).
+otherwise it is appended. Via-points may lie outside the reference's time range (Huang's orientation
+demo inserts one at t = 0), up to one kernel length ℓ = 1/√(2h) beyond it (k ≥ e^{−1/2} with the
+nearest reference time, so the prediction between them does not sag to the zero-mean prior).
+They are applied as a bordered (Schur-complement) update of the reference's factorization, so
+adding or moving via-points never refactorizes the reference: moving a via-point in space costs
+O(n·m) (m = via rows), adding one or moving it in time costs two triangular solves with m
+right-hand sides, O(n²·m). Every update is atomic: a call that raises leaves the model as it was.
 """
 
 from __future__ import annotations
@@ -159,13 +162,34 @@ class _Border:
         return r, sla.lu_solve(self.s_lu, r, check_finite=False)
 
 
+class _Restore:
+    """Snapshot of an object's attributes, put back if the ``with`` block raises."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __enter__(self):
+        self.saved = dict(self.obj.__dict__)
+        return self.obj
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.obj.__dict__.clear()
+            self.obj.__dict__.update(self.saved)
+        return False
+
+
 class KMP:
     """Time-driven KMP over a reference database, with via-point insertion/replacement.
 
     Parameters: ``h`` kernel width (k = exp(−h Δt²)), ``lam`` λ for the mean, ``lam_c`` λ_c for the
     covariance, ``kernel`` ``"fd"`` (original code, δ = ``fd_step``) or ``"analytic"``,
     ``derivatives`` whether every point is [x; ẋ] (O = 2d) or position only (O = d), and
-    ``replace_tol`` the time distance under which a via-point replaces an entry (5e-4 s).
+    ``replace_tol`` the time distance under which a via-point replaces an entry (5e-4 s; finite
+    and >= 0, 0 = always append).
+
+    Every method that raises leaves the model exactly as it was (``fit``, ``add_via_point``,
+    ``set_via_points`` are atomic).
     """
 
     def __init__(self, *, h: float = 6.0, lam: float = 1.0, lam_c: float = 60.0, kernel: str = "fd",
@@ -178,12 +202,28 @@ class KMP:
         self.kernel = kernel
         self.fd_step = checks.positive(fd_step, "fd_step")
         self.derivatives = bool(derivatives)
-        self.replace_tol = float(replace_tol)
+        self.replace_tol = checks.non_negative(replace_tol, "replace_tol", what="a time distance in s")
         self._t = None
 
     # ------------------------------------------------------------------ reference database
     def fit(self, t, mu, sigma) -> "KMP":
-        """Fit to the reference ``t (N,)``, ``mu (N, O)``, ``sigma (N, O, O)``; clears via-points."""
+        """Fit to the reference ``t (N,)``, ``mu (N, O)``, ``sigma (N, O, O)``; clears via-points.
+
+        Atomic: if it raises (bad input, K + λΣ not positive definite) the model keeps its previous
+        reference and via-points.
+        """
+        with self._atomic():
+            return self._fit(t, mu, sigma)
+
+    def _atomic(self):
+        """Context manager restoring every attribute if the block raises.
+
+        All state changes rebind attributes (arrays are replaced, never written in place), so a
+        shallow copy of ``__dict__`` is an exact snapshot.
+        """
+        return _Restore(self)
+
+    def _fit(self, t, mu, sigma) -> "KMP":
         t = checks.finite_array(t, "t", ndim=1, what="(N,) reference times")
         if t.size < 2:
             raise ValueError(f"t: a reference needs at least 2 points, got {t.size}")
@@ -236,17 +276,44 @@ class KMP:
         self._border = {}
         return self
 
+    @property
+    def via_time_range(self) -> tuple[float, float]:
+        """Times a via-point may take: the reference range widened by one kernel length ℓ = 1/√(2h).
+
+        Within ℓ of the nearest reference time the kernel is ≥ e^{−1/2}, so the via-point stays
+        coupled to the reference (the original code has no bound; a via-point many lengths away
+        would be an island with the zero-mean prior in between).
+        """
+        self._require_fit()
+        reach = 1.0 / math.sqrt(2.0 * self.h) + self.replace_tol
+        return float(self._t.min()) - reach, float(self._t.max()) + reach
+
+    def _check_via_time(self, t, name="t", bounds=None):
+        lo, hi = self.via_time_range if bounds is None else bounds
+        if not lo <= t <= hi:
+            t_lo, t_hi = float(self._t.min()), float(self._t.max())
+            raise ValueError(f"{name}: via-point time {t:g} is outside the reference time range "
+                             f"[{t_lo:g}, {t_hi:g}] widened by one kernel length 1/sqrt(2h) = "
+                             f"{1.0 / math.sqrt(2.0 * self.h):.3g} s, i.e. [{lo:g}, {hi:g}]; "
+                             "rescale the time or extend the reference")
+
     def add_via_point(self, t: float, mu, sigma) -> "KMP":
-        """Insert one desired point (t, μ̄, Σ̄): replace the entry within ``replace_tol``, else append."""
+        """Insert one desired point (t, μ̄, Σ̄): replace the entry within ``replace_tol``, else append.
+
+        ``t`` must be finite and within :attr:`via_time_range` (the reference's time range widened
+        by one kernel length 1/√(2h)); on any error the model is unchanged.
+        """
         self._require_fit()
         o = self.n_out
         t = float(checks.finite_array(t, "t", ndim=0, what="a scalar time"))
-        lo, hi = self._t.min(), self._t.max()
-        if not lo - self.replace_tol <= t <= hi + self.replace_tol:
-            raise ValueError(f"t: via-point time {t:g} is outside the reference time range "
-                             f"[{lo:g}, {hi:g}]; rescale the time or extend the reference")
+        self._check_via_time(t)
         mu = checks.finite_array(mu, "mu", shape=(o,), what=f"({o},) via-point mean")
-        sigma = checks.covariance_stack(np.asarray(sigma, dtype=float)[None], "sigma", o, 1)[0]
+        sigma = checks.finite_array(sigma, "sigma", shape=(o, o), what=f"({o}, {o}) via-point covariance")
+        sigma = checks.covariance_stack(sigma[None], "sigma", o, 1)[0]
+        return self._insert(t, mu, sigma)
+
+    def _insert(self, t, mu, sigma) -> "KMP":
+        """add_via_point on validated input: rebinds the via-point arrays (never writes them in place)."""
         v, replaces = self._match(t)
         if v is None:
             self._via_t = np.append(self._via_t, t)
@@ -281,18 +348,29 @@ class KMP:
 
         When only the means changed since the last call (same times and covariances, the usual case
         when the bridge moves a start or goal), the cached border is reused and the update is O(n·m).
+        Atomic: every time, mean and covariance is validated first, and if anything raises the
+        previous via-point set (and its cached border) is kept exactly.
         """
         self._require_fit()
-        t = np.atleast_1d(checks.finite_array(t, "t", what="(V,) via-point times"))
-        mu = checks.finite_array(mu, "mu", shape=(t.size, self.n_out), what=f"({t.size}, {self.n_out}) via-point means")
-        sigma = np.asarray(sigma, dtype=float)
-        if sigma.ndim == 2:
-            sigma = np.broadcast_to(sigma, (t.size,) + sigma.shape)
-        keep = self._border
-        self.clear_via_points()
+        o = self.n_out
+        t = checks.finite_array(t, "t", what="(V,) via-point times")
+        if t.ndim > 1:
+            raise ValueError(f"t: expected a scalar or (V,) via-point times, got shape {t.shape}")
+        t = np.atleast_1d(t)
+        mu = checks.finite_array(mu, "mu", shape=(t.size, o), what=f"({t.size}, {o}) via-point means")
+        sigma = checks.finite_array(sigma, "sigma", what=f"({o}, {o}) or ({t.size}, {o}, {o}) via-point covariances")
+        if sigma.shape == (o, o):
+            sigma = np.broadcast_to(sigma, (t.size, o, o))
+        sigma = checks.covariance_stack(sigma, "sigma", o, t.size)
+        bounds = self.via_time_range
         for i in range(t.size):
-            self.add_via_point(t[i], mu[i], sigma[i])
-        self._border = keep
+            self._check_via_time(float(t[i]), f"t[{i}]", bounds)
+        with self._atomic():
+            keep = self._border
+            self.clear_via_points()
+            for i in range(t.size):
+                self._insert(float(t[i]), mu[i], sigma[i])
+            self._border = keep
         return self
 
     @property
