@@ -82,8 +82,9 @@ def add_rm75(spec, arm):
         body.inertia = [0.004, 0.004, 0.004]
         body.explicitinertial = True
         # joint housing on the axis
+        # (joint 7's housing sits behind the flange face, so tools mount on a clear face)
         body.add_geom(name=f"arm/housing{i + 1}", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[r, r, 0],
-                      rgba=dark if i % 2 else rgba, **coll)
+                      pos=[0, 0, -(r + 0.012) if i == 6 else 0.0], rgba=dark if i % 2 else rgba, **coll)
         if i < 6 and d[i + 1] > 0.0:
             # capsule from this joint's origin to the next, expressed in this body's frame
             end = _rx(ALPHA[i + 1]) @ np.array([0.0, 0.0, d[i + 1]])
