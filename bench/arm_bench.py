@@ -2,7 +2,7 @@
 streaming through the official SDK into the simulated controller.
 
 Streaming part, per rate (100/200/500 Hz by default): a smooth joint sweep is streamed with
-``rm_movej_canfd`` (high follow) by :class:`~kinebridge.drivers.realman_arm.RealmanArm`; the
+``rm_movej_canfd`` (high follow) by :class:`~kinebridge.drivers.realman.arm.RealmanArm`; the
 simulator runs as a separate process. Reported:
 
 * setpoints sent vs received by the controller, and an order-sensitive checksum of their values
@@ -25,22 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from kinebridge.bench.arm_stream import sine_sweep, stream
+from kinebridge.drivers.host.net import free_udp_port
+from kinebridge.kernels.stats import summary
 
 DEG = np.pi / 180
 
 
-def _pct(x, unit_scale=1.0) -> dict:
-    x = np.asarray(x, dtype=float) * unit_scale
-    if x.size == 0:
-        return {"n": 0}
-    return {"n": int(x.size), "p50": float(np.median(x)), "p99": float(np.percentile(x, 99)),
-            "max": float(np.max(x)), "mean": float(np.mean(x))}
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_pct = summary
+_free_udp_port = free_udp_port
 
 
 def wire_checksum(q_cmd_rad: np.ndarray) -> int:
@@ -49,7 +41,7 @@ def wire_checksum(q_cmd_rad: np.ndarray) -> int:
     SDK 1.1.6 stores each joint as a C float, multiplies by 1000 in double precision and truncates
     toward zero (found by matching checksums: float32 arithmetic or rounding disagree on ~1 point in
     a few hundred); mirror that so both sides sum the same integers."""
-    from kinebridge.drivers.sim_controller import passthrough_checksum
+    from kinebridge.drivers.realman.sim.controller import passthrough_checksum
 
     deg32 = np.degrees(q_cmd_rad).astype(np.float32).astype(np.float64)
     wire = np.trunc(deg32 * 1000.0).astype(np.int64)
@@ -57,8 +49,8 @@ def wire_checksum(q_cmd_rad: np.ndarray) -> int:
 
 
 def run_streaming(rates=(100.0, 200.0, 500.0), seconds: float = 5.0, progress=None) -> dict:
-    from kinebridge.drivers.realman_arm import RealmanArm, RealmanConfig
-    from kinebridge.drivers.sim_controller import spawn_sim
+    from kinebridge.drivers.realman.arm import RealmanArm, RealmanConfig
+    from kinebridge.drivers.realman.sim.controller import spawn_sim
     from kinebridge.kernels import rm75
 
     udp = _free_udp_port()

@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from kinebridge.drivers.arm import ArmDriver, ArmState
-from kinebridge.runtime.realtime import sleep_until
+from kinebridge.drivers.arm.driver import ArmDriver, ArmState
+from kinebridge.drivers.host.realtime import sleep_until
 
 def minimum_jerk(q0, q1, duration_s: float) -> Callable[[float], np.ndarray]:
     """q(t) of a minimum-jerk move from q0 to q1: q0 + (q1-q0)(10s³ − 15s⁴ + 6s⁵), s = t/T."""

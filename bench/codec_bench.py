@@ -6,7 +6,7 @@ Two messages, the bus's common ones:
   50×7 float64 array (an action chunk);
 * ``state_7``: the same header and two 7-float arrays (``q``, ``qd``: a joint state).
 
-For each: :func:`~kinebridge.runtime.codec.encode`, :func:`~kinebridge.runtime.codec.decode` (of the
+For each: :func:`~kinebridge.runtime.bus.codec.encode`, :func:`~kinebridge.runtime.bus.codec.decode` (of the
 frames as the wire delivers them: ``bytes``) and ``decode(encode(...))``, against the baseline measured
 in the same run: ``pickle.loads(pickle.dumps({**header, **arrays}, protocol=5))``.
 
@@ -29,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from kinebridge.runtime.bus import messages as M
+
 __all__ = ["run", "print_report", "main"]
 
-HEADER = {"seq": 123, "stamp_ns": 1234567890123, "src": "trajectory", "t0": 12.5, "dt": 0.01,
-          "derived": [["task", 4, 1234567]]}
+HEADER = {"v": 1, "seq": 123, "stamp_ns": 1234567890123, "src": "trajectory", "t0": 12.5, "dt": 0.01,
+          "derived": [{"src": "supervisor", "topic": M.Task.TOPIC, "seq": 4, "stamp_ns": 1234567}]}
 
 
 def _cases() -> dict:
@@ -67,7 +69,7 @@ def run(n: int = 20000, repeats: int = 7, batch: int = 100) -> dict:
     """Time the codec and the pickle baseline; µs per message (see the module docstring)."""
     import ormsgpack
 
-    from kinebridge.runtime.codec import decode, encode
+    from kinebridge.runtime.bus.codec import decode, encode
 
     out: dict = {"n": n, "repeats": repeats, "batch": batch, "python": platform.python_version(),
                  "numpy": np.__version__, "ormsgpack": ormsgpack.__version__,

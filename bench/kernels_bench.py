@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kinebridge.kernels.stats import summary
+
 # (target median in ms or None, what the target is) from the issue that introduced the kernels
 TARGETS = {
     "kmp_fit_n400_d4": 40.0, "kmp_via_move": 2.0, "kmp_via_new_time": 2.0, "gmr_1000_cov": 5.0,
@@ -36,9 +38,7 @@ def _time(fn, repeats: int, warmup: int = 2) -> dict:
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    ts = np.array(ts) * 1e3
-    return {"median_ms": float(np.median(ts)), "p95_ms": float(np.percentile(ts, 95)), "min_ms": float(ts.min()),
-            "n": int(repeats)}
+    return summary(ts, 1e3)     # ms
 
 
 def _cases():
@@ -170,9 +170,9 @@ def main(repeats: int = 30, quick: bool = False, out: Path = Path("out/bench/ker
             r = _time(ref, max(3, repeats // 3))  # the references are slow; fewer runs
             target = TARGETS.get(name)
             results["kernels"][name] = {
-                "note": note, "kernel": k, "reference": r, "ratio": r["median_ms"] / k["median_ms"],
-                "target_ms": target, "meets_target": None if target is None else k["median_ms"] <= target,
-                "meets_ratio": r["median_ms"] / k["median_ms"] >= MIN_RATIO}
+                "note": note, "kernel": k, "reference": r, "ratio": r["p50"] / k["p50"],
+                "target_ms": target, "meets_target": None if target is None else k["p50"] <= target,
+                "meets_ratio": r["p50"] / k["p50"] >= MIN_RATIO}
             bar.advance(task)
     if not quick:
         with console.status("JIT compile and cached-load times (fresh subprocesses)…"):
@@ -186,8 +186,8 @@ def main(repeats: int = 30, quick: bool = False, out: Path = Path("out/bench/ker
     for name, r in results["kernels"].items():
         tgt = r["target_ms"]
         met = "" if tgt is None else ("yes" if r["meets_target"] else "NO")
-        table.add_row(name, f"{r['kernel']['median_ms']:.3f}", f"{r['kernel']['p95_ms']:.3f}",
-                      f"{r['reference']['median_ms']:.3f}", f"{r['ratio']:.1f}×", "" if tgt is None else f"≤ {tgt:g}", met)
+        table.add_row(name, f"{r['kernel']['p50']:.3f}", f"{r['kernel']['p95']:.3f}",
+                      f"{r['reference']['p50']:.3f}", f"{r['ratio']:.1f}×", "" if tgt is None else f"≤ {tgt:g}", met)
     Console(width=140).print(table)
     if "jit" in results:
         jt = Table(title="first call in a fresh process (s)")

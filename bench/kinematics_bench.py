@@ -30,6 +30,8 @@ import time
 
 import numpy as np
 
+from kinebridge.kernels.stats import summary
+
 POS_TOL = 1e-5   # m, what "solved" means for every solver in the accuracy rows
 ROT_TOL = 1e-4   # rad
 TARGET_RATIO = 20.0  # kinebridge must be ≥ 20× faster than the SDK (FK batch, IK per streamed pose)
@@ -39,8 +41,7 @@ TARGET_RATIO = 20.0  # kinebridge must be ≥ 20× faster than the SDK (FK batch
 
 
 def _stats(samples_s) -> dict:
-    us = np.asarray(samples_s, dtype=float) * 1e6
-    return {"median_us": float(np.median(us)), "p95_us": float(np.percentile(us, 95)), "n": int(us.size)}
+    return summary(samples_s, 1e6)      # µs
 
 
 def _time_each(fn, args_list) -> dict:
@@ -196,9 +197,9 @@ def run(n: int = 2000, seed: int = 0, quick: bool = False) -> dict:
     # ------------------------------------------------------------------ ratios
     def ratios(group: dict, rows: tuple) -> None:
         for row in rows:
-            k = group[row]["median_us"]
-            group[row]["x_vs_numpy"] = group["numpy_ref"]["median_us"] / k
-            group[row]["x_vs_sdk"] = group["sdk"]["median_us"] / k if "sdk" in group else None
+            k = group[row]["p50"]
+            group[row]["x_vs_numpy"] = group["numpy_ref"]["p50"] / k
+            group[row]["x_vs_sdk"] = group["sdk"]["p50"] / k if "sdk" in group else None
     ratios(fk, ("kinebridge_single", "kinebridge_batch"))
     ratios(ik, ("kinebridge_single", "kinebridge_path"))
     result["targets"] = {
@@ -291,7 +292,7 @@ def print_report(result: dict) -> None:
         r = result[group].get(row)
         if r is None:
             continue
-        timing.add_row(label, f"{r['median_us']:.3f}", f"{r['p95_us']:.3f}",
+        timing.add_row(label, f"{r['p50']:.3f}", f"{r['p95']:.3f}",
                        _fmt(r.get("x_vs_sdk"), ".1f") + ("×" if r.get("x_vs_sdk") else ""),
                        _fmt(r.get("x_vs_numpy"), ".1f") + ("×" if r.get("x_vs_numpy") else ""), str(r["n"]))
     console.print(timing)

@@ -2,8 +2,8 @@
 
 * **codec**: encode, decode and both for a 50×7 chunk and a 7-joint state, in one process, against
   pickle protocol 5 of the same data (the baseline, same run);
-* **bus hop**: one-way latency publisher process → subscriber process over ipc (stamp → receipt),
-  for the chunk and the state, against raw pyzmq frames without the codec (same run);
+* **bus hop**: one-way latency publisher process → subscriber process over ipc (stamp → received and
+  validated), for the chunk and the state, against raw pyzmq frames without the codec (same run);
 * **control loop**: period error (p50/p99/p99.9/max, overruns) of the control node at each rate,
   *idle* (control node alone with the simulated controller) and *loaded* (the full runtime: the
   trajectory node planning pour after pour, the recorder writing every topic, the supervisor);
@@ -31,28 +31,28 @@ from pathlib import Path
 
 import numpy as np
 
+from kinebridge.kernels.stats import summary
+from kinebridge.runtime.bus import messages as M
+
 CUPS = [(0.45, 0.18, 0.08, 20.0), (0.36, 0.08, 0.10, -10.0)]
 
 
-def _pct(a):
-    a = np.asarray(a, dtype=np.float64)
-    if a.size == 0:
-        return {}
-    p50, p99, p999, mx = np.percentile(a, [50, 99, 99.9, 100])
-    return {"n": int(a.size), "p50": float(p50), "p99": float(p99), "p99.9": float(p999), "max": float(mx)}
+_pct = summary
 
 
 # ------------------------------------------------------------------------------------- codec
 def codec(n: int = 20000, repeats: int = 7) -> dict:
-    from kinebridge.runtime.codec import decode, encode
+    from kinebridge.runtime.bus.codec import decode, encode
 
     out = {}
-    cases = {"chunk_50x7": ({"t0": 12.5, "dt": 0.01, "derived": [["trajectory", "task", 4, 123456789]]},
+    cases = {"chunk_50x7": ({"t0": 12.5, "dt": 0.01, "derived": [
+                                {"src": "supervisor", "topic": M.Task.TOPIC, "seq": 4, "stamp_ns": 123456789}]},
                             {"q": np.random.default_rng(0).normal(size=(50, 7))}),
-             "state_7": ({"t": 1.0, "tick": 10, "sent": True}, {"q_cmd": np.zeros(7), "q": np.ones(7)})}
+             "state_7": ({"t": 1.0, "tick": 10, "sent": True, "starved": 0, "held": 0, "at_rest": False},
+                         {"q_cmd": np.zeros(7), "q": np.ones(7)})}
     for name, (h, arrays) in cases.items():
-        hdr = {"seq": 1, "stamp_ns": time.monotonic_ns(), "src": "bench", **h}
-        frames = [bytes(f) for f in encode("chunk", hdr, arrays)]
+        hdr = {"v": 1, "seq": 1, "stamp_ns": time.monotonic_ns(), "src": "bench", **h}
+        frames = [bytes(f) for f in encode(M.Chunk.TOPIC, hdr, arrays)]
 
         def t(f):
             per = []
@@ -63,9 +63,9 @@ def codec(n: int = 20000, repeats: int = 7) -> dict:
                 per.append((time.perf_counter_ns() - a) / n / 1e3)
             return float(np.median(per)), float(max(per))
 
-        enc = t(lambda: encode("chunk", hdr, arrays))
+        enc = t(lambda: encode(M.Chunk.TOPIC, hdr, arrays))
         dec = t(lambda: decode(frames))
-        both = t(lambda: decode(encode("chunk", hdr, arrays)))
+        both = t(lambda: decode(encode(M.Chunk.TOPIC, hdr, arrays)))
         base = t(lambda: pickle.loads(pickle.dumps((hdr, arrays), protocol=5)))
         out[name] = {"encode_us": enc[0], "decode_us": dec[0], "encode_decode_us": both[0],
                      "encode_decode_worst_repeat_us": both[1], "pickle5_us": base[0],
@@ -76,7 +76,8 @@ def codec(n: int = 20000, repeats: int = 7) -> dict:
 # ----------------------------------------------------------------------------------- bus hop
 _SENDER = textwrap.dedent("""
     import sys, time, numpy as np, zmq
-    from kinebridge.runtime.bus import Publisher
+    from kinebridge.runtime.bus import messages as M
+    from kinebridge.runtime.bus.sockets import Publisher
     ep, n, rate, raw = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "raw"
     pub = Publisher(ep, "bench")
     time.sleep(0.5)
@@ -87,12 +88,14 @@ _SENDER = textwrap.dedent("""
         nxt += period
         while time.monotonic() < nxt:
             time.sleep(max(0.0, nxt - time.monotonic() - 2e-4))
-        kind = "chunk" if i % 2 else "state"
         if raw:
-            a = chunk if kind == "chunk" else state
+            kind, a = ("chunk", chunk) if i % 2 else ("control/state", state)
             pub.sock.send_multipart([kind.encode(), time.monotonic_ns().to_bytes(8, "little"), a.data])
+        elif i % 2:
+            pub.send(M.Chunk(t0=1.0 + i, dt=0.01), {"q": chunk})
         else:
-            pub.publish(kind, {"i": i}, {"q": chunk if kind == "chunk" else state})
+            pub.send(M.ControlState(t=1.0 * i, tick=i, sent=True, starved=0, held=0, at_rest=False),
+                     {"q_cmd": state, "q": state})
     time.sleep(0.3)
     pub.close()
 """)
@@ -107,8 +110,7 @@ def bus_hop(n: int = 4000, rate: float = 500.0) -> dict:
     reads the bus on its own schedule, sees). Each against raw pyzmq frames without the codec."""
     import zmq
 
-    from kinebridge.runtime.bus import Subscriber
-    from kinebridge.runtime.codec import decode
+    from kinebridge.runtime.bus.sockets import Subscriber
 
     out = {}
     for receiver in ("waiting", "polling"):
@@ -116,9 +118,9 @@ def bus_hop(n: int = 4000, rate: float = 500.0) -> dict:
             d = tempfile.mkdtemp(prefix="kb-hop-")
             ep = f"ipc://{d}/hop.sock"
             proc = subprocess.Popen([sys.executable, "-c", _SENDER, ep, str(n), str(rate), mode])
-            sub = Subscriber([ep], ("chunk", "state"))
+            sub = Subscriber([ep], (M.Chunk.TOPIC, M.ControlState.TOPIC))
             sock = sub.sock
-            lat = {"chunk": [], "state": []}
+            lat = {M.Chunk.TOPIC: [], M.ControlState.TOPIC: []}
             deadline = time.monotonic() + n / rate + 10
             got = 0
             while got < n and time.monotonic() < deadline:
@@ -139,9 +141,9 @@ def bus_hop(n: int = 4000, rate: float = 500.0) -> dict:
                 if mode == "raw":
                     topic = bytes(frames[0].buffer).decode()
                     stamp = int.from_bytes(frames[1].buffer, "little")
-                else:
-                    m = decode(frames)
-                    topic, stamp = m.topic, m.header["stamp_ns"]
+                else:                    # what every node does: decode and validate against the schema
+                    m = sub._accept(frames)
+                    topic, stamp = m.topic, m.stamp.stamp_ns
                 lat[topic].append((now - stamp) / 1e3)
                 got += 1
             proc.wait(10)
@@ -154,57 +156,38 @@ def bus_hop(n: int = 4000, rate: float = 500.0) -> dict:
 
 
 # ----------------------------------------------------------------------------- control loop
-def _udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _config(rate: float, nodes: list[str], workdir: Path, sim):
-    from kinebridge.runtime.config import load_config, RuntimeConfig
+def _config(rate: float, nodes: list[str], workdir: Path):
+    """The embedded default at ``rate`` with only ``nodes``, its bus and recordings under ``workdir``."""
+    from kinebridge.runtime.config import RuntimeConfig, load_config
 
     data = load_config(None).model_dump()
     data["bus"]["ipc_dir"] = str(workdir / "bus")
-    data["arm"]["simulate"] = False
-    data["arm"]["realman"].update(ip="127.0.0.1", port=sim.port, udp_port=sim.udp)
     data["control"]["rate_hz"] = float(rate)
     data["recorder"]["directory"] = str(workdir / "rec")
     data["nodes"] = {k: v for k, v in data["nodes"].items() if k in nodes}
     return RuntimeConfig.model_validate(data)
 
 
-def _spawn_sim():
-    from kinebridge.drivers.sim_controller import spawn_sim
-    from kinebridge.runtime.config import load_config
-
-    udp = _udp_port()
-    p = spawn_sim(host="127.0.0.1", port=0, push_port=udp, initial_joints_deg=load_config(None).arm.sim_initial_deg)
-    p.udp = udp
-    return p
-
-
 def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progress=None) -> dict:
-    from kinebridge.runtime.supervisor import Supervisor
+    from kinebridge.runtime.supervisor.launch import launch
 
-    sim = _spawn_sim()
     nodes = ["control", "trajectory", "recorder"] if loaded else ["control"]
-    cfg = _config(rate, nodes, workdir / f"{int(rate)}-{'loaded' if loaded else 'idle'}", sim)
-    sup = Supervisor(cfg, workdir / f"run-{int(rate)}-{int(loaded)}", log=lambda s: None,
-                     listen=("heartbeat", "control/timing", "control/chunk_latency", "chunk", "trajectory/done",
-                             "trajectory/error", "control/state"))
+    cfg = _config(rate, nodes, workdir / f"{int(rate)}-{'loaded' if loaded else 'idle'}")
+    rt = launch(cfg, workdir / f"run-{int(rate)}-{int(loaded)}", log=lambda s: None,
+                listen=(M.Heartbeat.TOPIC, M.ControlTiming.TOPIC, M.ChunkLatency.TOPIC, M.Chunk.TOPIC, M.TaskDone.TOPIC,
+                        M.TaskError.TOPIC, M.ControlState.TOPIC))
+    sup = rt.supervisor
     res: dict = {"rate_hz": rate, "loaded": loaded, "seconds": seconds}
     late, lat, waiting, work = [], [], [], []
     tasks, first_set = [], []
     try:
-        sup.start()
-        sup.wait_ready()
         t_end = time.monotonic() + seconds
         killed = False
         i = 0
         first_chunk = {}          # chunk seq → stamp of the task it is the first chunk of
         traced = set()            # tasks whose first chunk is known
         if loaded:
-            tasks.append(sup.publish("task", {"cup": list(CUPS[0])}))
+            tasks.append(sup.send(M.Task(skill="pour", params={"cup": list(CUPS[0])})))
         rng = np.random.default_rng(1)
         q_hold = None
         next_probe = time.monotonic() + 0.2
@@ -214,30 +197,31 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
             if not loaded and q_hold is not None and time.monotonic() >= next_probe:
                 time.sleep(rng.uniform(0.0, 1.0 / rate))   # (the loop wakes on control/state, just after a tick)
                 now = time.monotonic()
-                sup.publish("chunk", {"t0": now, "dt": 0.02}, {"q": np.tile(q_hold, (10, 1))})
+                sup.pub.publish(M.Chunk.TOPIC, {"t0": now, "dt": 0.02}, {"q": np.tile(q_hold, (10, 1))})
                 next_probe = now + rng.uniform(0.03, 0.07)
             sup.poll(20)
             for m in sup.messages:
-                if m.topic == "control/timing":
+                if m.topic == M.ControlTiming.TOPIC:
                     late.append(m.arrays["lateness_ns"] / 1e3)
-                elif m.topic == "control/chunk_latency":
-                    lat.append(m.header["latency_ns"] / 1e3)
-                    waiting.append(m.header.get("waiting_ns", 0) / 1e3)
-                    work.append(m.header.get("tick_work_ns", 0) / 1e3)
-                    d = m.header["derived"][0]
-                    t_task = first_chunk.pop(d[2], None)
+                elif m.topic == M.ChunkLatency.TOPIC:
+                    b = m.body
+                    lat.append(b.latency_ns / 1e3)
+                    waiting.append(b.waiting_ns / 1e3)
+                    work.append(b.tick_work_ns / 1e3)
+                    d = m.derived[0]                     # the chunk
+                    t_task = first_chunk.pop((d.src, d.seq), None)
                     if t_task is not None:
-                        first_set.append((d[3] + m.header["latency_ns"] - t_task) / 1e6)
-                elif m.topic == "chunk":
-                    der = (m.header.get("derived") or [[None] * 4])[0]
-                    if der[1] == "task" and der[3] not in traced:
-                        traced.add(der[3])
-                        first_chunk[m.header["seq"]] = der[3]
-                elif m.topic == "control/state":
+                        first_set.append((d.stamp_ns + b.latency_ns - t_task) / 1e6)
+                elif m.topic == M.Chunk.TOPIC:
+                    der = next((d for d in m.derived if d.topic == M.Task.TOPIC), None)
+                    if der is not None and der.stamp_ns not in traced:
+                        traced.add(der.stamp_ns)
+                        first_chunk[(m.stamp.src, m.stamp.seq)] = der.stamp_ns
+                elif m.topic == M.ControlState.TOPIC:
                     q_hold = np.array(m.arrays["q_cmd"])
-                elif m.topic in ("trajectory/done", "trajectory/error") and loaded:
+                elif m.topic in (M.TaskDone.TOPIC, M.TaskError.TOPIC) and loaded:
                     i += 1
-                    tasks.append(sup.publish("task", {"cup": list(CUPS[i % 2])}))
+                    tasks.append(sup.send(M.Task(skill="pour", params={"cup": list(CUPS[i % 2])})))
             sup.messages.clear()
             if loaded and not killed and time.monotonic() > t_end - seconds / 2:
                 os.kill(sup.nodes["recorder"].pid, signal.SIGKILL)
@@ -248,8 +232,7 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
         res["restart_s"] = sup.nodes["recorder"].restart_latency_s if loaded else []
         res["failed"] = sup.failed
     finally:
-        sup.shutdown()
-        sim.kill()
+        rt.shutdown()
     lateness = np.concatenate(late) if late else np.zeros(0)
     res["period_error_us"] = _pct(lateness)
     res["misses_over_1ms"] = int(np.sum(lateness > 1000))
@@ -264,21 +247,17 @@ def control_loop(rate: float, seconds: float, loaded: bool, workdir: Path, progr
 
 
 def cold_start(repeats: int = 3, workdir: Path | None = None) -> dict:
-    from kinebridge.runtime.supervisor import Supervisor
+    from kinebridge.runtime.supervisor.launch import launch
 
     times = []
     for k in range(repeats):
         t0 = time.monotonic()
-        sim = _spawn_sim()
-        cfg = _config(200.0, ["control"], workdir / f"cold{k}", sim)
-        sup = Supervisor(cfg, workdir / f"cold-run{k}", log=lambda s: None)
+        rt = launch(_config(200.0, ["control"], workdir / f"cold{k}"), workdir / f"cold-run{k}", log=lambda s: None,
+                    t_start=t0)
         try:
-            sup.start()
-            sup.wait_ready(statuses=("streaming",))
-            times.append(time.monotonic() - t0)
+            times.append(rt.timings["ready_to_stream_s"])
         finally:
-            sup.shutdown()
-            sim.kill()
+            rt.shutdown()
     return {"start_to_streaming_s": times, "median_s": float(np.median(times))}
 
 
@@ -349,9 +328,9 @@ def print_report(r: dict) -> None:
     for mode, d in r["bus_hop_us"].items():
         path = "kinebridge bus" if mode.startswith("codec") else "raw pyzmq (baseline)"
         path += ", polling receiver" if mode.endswith("_polling") else ", waiting receiver"
-        for k in ("state", "chunk"):
+        for k in (M.ControlState.TOPIC, M.Chunk.TOPIC):
             s = d.get(k) or {}
-            if s:
+            if s.get("n"):
                 t.add_row(path, k, f"{s['p50']:.0f}", f"{s['p99']:.0f}", f"{s['p99.9']:.0f}", f"{s['max']:.0f}")
     con.print(t)
     t = Table(title="control node (period error µs; chunk → setpoint µs; task → first setpoint ms)",
@@ -361,11 +340,11 @@ def print_report(r: dict) -> None:
         t.add_column(c)
     for x in r["control_loop"]:
         pe, cs, ts = x["period_error_us"], x["chunk_to_setpoint_us"], x["task_to_first_setpoint_ms"]
-        t.add_row(f"{x['rate_hz']:g} Hz", "loaded" if x["loaded"] else "idle", f"{pe.get('p50', 0):.1f}",
-                  f"{pe.get('p99', 0):.1f}", f"{pe.get('p99.9', 0):.0f}", f"{pe.get('max', 0):.0f}",
+        t.add_row(f"{x['rate_hz']:g} Hz", "loaded" if x["loaded"] else "idle", f"{pe['p50'] or 0:.1f}",
+                  f"{pe['p99'] or 0:.1f}", f"{pe['p99.9'] or 0:.0f}", f"{pe['max'] or 0:.0f}",
                   str(x["misses_over_1ms"]),
-                  f"{cs['p50']:.0f}/{cs['p99']:.0f}/{cs['max']:.0f}" if cs else "—",
-                  f"{ts['p50']:.1f}" if ts else "—", ", ".join(f"{v:.2f}" for v in x.get("restart_s", [])) or "—")
+                  f"{cs['p50']:.0f}/{cs['p99']:.0f}/{cs['max']:.0f}" if cs["n"] else "—",
+                  f"{ts['p50']:.1f}" if ts["n"] else "—", ", ".join(f"{v:.2f}" for v in x.get("restart_s", [])) or "—")
     con.print(t)
     cs = r["cold_start"]
     con.print(f"cold start → streaming: median {cs['median_s']:.2f} s ({', '.join(f'{v:.2f}' for v in cs['start_to_streaming_s'])})")

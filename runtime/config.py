@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kinebridge.drivers.realman_config import RealmanConfig
-from kinebridge.runtime.bus import BusError, check_endpoint, default_ipc_dir, endpoint_is_remote
-from kinebridge.runtime.control_config import ControlConfig
+from kinebridge.drivers.arm.config import ArmConfig
+from kinebridge.runtime.bus.sockets import BusError, check_endpoint, default_ipc_dir, endpoint_is_remote
+from kinebridge.runtime.control.config import ControlConfig
+from kinebridge.runtime.supervisor.kinds import NODE_KINDS
+from kinebridge.runtime.trajectory.config import TrajectorySection
 
 __all__ = ["ConfigError", "RuntimeConfig", "NodeSpec", "load_config", "parse_config", "DEFAULT_TOML",
            "NODE_KINDS"]
 
-# node kind → "module:class"; a node's kind defaults to its table name
-NODE_KINDS = {
-    "control": "kinebridge.runtime.control_node:ControlNode",
-    "trajectory": "kinebridge.runtime.trajectory_node:TrajectoryNode",
-    "recorder": "kinebridge.runtime.recorder_node:RecorderNode",
+#: keys that moved, → where they live now (an old config gets told, not just "unknown key")
+MOVED = {
+    "control.d7": "arm.model (the flange length follows the arm model)",
+    "control.speed_fraction": "arm.speed_fraction (one speed knob for the planner, the loop and the driver)",
+    "control.chunk_topic": "bus.topics (e.g. [bus.topics] chunk = \"arm1/chunk\")",
+    "arm.sim_model": "arm.model",
+    "arm.realman.speed_fraction": "arm.speed_fraction",
 }
 
 
@@ -44,13 +47,24 @@ class BusConfig(_Strict):
                                                      "off loopback (`kinebridge keys`)")
     sndhwm: int = Field(1000, ge=1, le=1_000_000)
     rcvhwm: int = Field(1000, ge=1, le=1_000_000)
+    topics: dict[str, str] = Field(default_factory=dict,
+                                   description="wire names of topics, for publishers and subscribers alike "
+                                               "(registered name → name on the wire)")
 
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, v):
+        from kinebridge.runtime.bus.messages import TopicNames
+        from kinebridge.runtime.bus.codec import MessageError
+        try:
+            TopicNames(v)
+        except MessageError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
-class ArmSection(_Strict):
-    simulate: bool = Field(True, description="start kinebridge's simulated RealMan controller and connect to it")
-    sim_model: Literal["RM75-B", "RM75-6F"] = "RM75-B"
-    sim_initial_deg: list[float] | None = Field(None, description="joints the simulated arm starts at (7 values, °)")
-    realman: RealmanConfig = Field(default_factory=RealmanConfig)
+    def names(self):
+        from kinebridge.runtime.bus.messages import TopicNames
+        return TopicNames(self.topics)
 
 
 class RealtimeSection(_Strict):
@@ -65,16 +79,6 @@ class ControlSection(ControlConfig):
     realtime: RealtimeSection = Field(default_factory=RealtimeSection)
     state_every: int = Field(1, ge=1, le=100, description="publish control/state every N ticks")
     timing_hz: float = Field(5.0, gt=0.0, le=50.0, description="rate of control/timing batches")
-    chunk_topic: str = "chunk"
-
-
-class TrajectorySection(_Strict):
-    skill: str = Field("pour", description="a bundled skill name or the path of a skill .npz")
-    dt: float = Field(0.01, gt=0.0005, le=0.1, description="joint chunk sample period (s)")
-    speed: float = Field(1.0, gt=0.0, le=4.0, description="time scaling of the demonstrated motion")
-    chunk_len: int = Field(50, ge=2, le=2000, description="samples per published chunk")
-    publish_hz: float = Field(10.0, gt=0.0, le=200.0, description="rate of chunk publication while moving")
-    lead_s: float = Field(0.05, ge=0.0, le=1.0, description="how far ahead of now a new plan starts")
 
 
 class RecorderSection(_Strict):
@@ -93,14 +97,15 @@ class SupervisorSection(_Strict):
 
 class NodeSpec(_Strict):
     kind: str | None = Field(None, description=f"one of {sorted(NODE_KINDS)}; defaults to the table name")
-    critical: bool = Field(False, description="its death stops the arm and the runtime")
+    critical: bool | None = Field(None, description="its death stops the arm and the runtime (default: the "
+                                                    "kind's — only the control node is critical)")
     enabled: bool = True
     endpoint: str | None = Field(None, description="where it publishes; default ipc://<bus.ipc_dir>/<name>.sock")
 
 
 class RuntimeConfig(_Strict):
     bus: BusConfig = Field(default_factory=BusConfig)
-    arm: ArmSection = Field(default_factory=ArmSection)
+    arm: ArmConfig = Field(default_factory=ArmConfig)
     control: ControlSection = Field(default_factory=ControlSection)
     trajectory: TrajectorySection = Field(default_factory=TrajectorySection)
     recorder: RecorderSection = Field(default_factory=RecorderSection)
@@ -117,13 +122,12 @@ class RuntimeConfig(_Strict):
             if kind not in NODE_KINDS:
                 raise ValueError(f"nodes.{name}: unknown kind {kind!r}; known kinds: {sorted(NODE_KINDS)}")
             spec.kind = kind
+            if spec.critical is None:
+                spec.critical = NODE_KINDS[kind].critical
         return nodes
 
     @model_validator(mode="after")
     def _endpoints(self):
-        q = self.arm.sim_initial_deg
-        if q is not None and (len(q) != 7 or any(abs(v) > 360 for v in q)):
-            raise ValueError(f"arm.sim_initial_deg: expected 7 joint angles within ±360°, got {q}")
         seen = {}
         for name in [*self.nodes, "supervisor"]:
             ep = self.endpoint(name)
@@ -163,9 +167,10 @@ DEFAULT_TOML = """\
 # the trajectory node with the bundled pouring skill, and the recorder.
 
 [arm]
+model = "RM75-B"           # RM75-B or RM75-6F: kinematics (flange d7) and joint limits for every node
+speed_fraction = 1.0       # the one scale on joint speed/acceleration limits (planner, loop, driver)
 simulate = true            # false: connect to the controller at [arm.realman] ip/port
-# the simulated arm starts in a ready pose above the table, tool pointing down (0.36, -0.15, 0.17 m)
-sim_initial_deg = [-38.36, 54.94, 34.24, 63.56, -29.45, 69.5, -185.82]
+# sim_initial_deg: where the simulated arm starts (default: a ready pose above the table, tool down)
 
 [arm.realman]
 ip = "127.0.0.1"           # ignored (replaced by the simulator's address) while simulate = true
@@ -203,7 +208,8 @@ def _format(exc: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; `kinebridge run --print-config` shows every key)"
+            msg = (f"moved to {MOVED[loc]}" if loc in MOVED else
+                   "unknown key (check the spelling; `kinebridge run --print-config` shows every key)")
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 

@@ -20,9 +20,11 @@ import traceback
 
 import zmq
 
-from kinebridge.runtime.bus import CurveKeys, Publisher, Subscriber, io_thread_fifo
-from kinebridge.runtime.codec import Message
-from kinebridge.runtime.config import NODE_KINDS, RuntimeConfig
+from kinebridge.runtime.bus import messages as M
+from kinebridge.runtime.bus.codec import Message
+from kinebridge.runtime.bus.sockets import CurveKeys, Publisher, Subscriber, io_thread_fifo
+from kinebridge.runtime.config import RuntimeConfig
+from kinebridge.runtime.supervisor.kinds import kind_of
 
 __all__ = ["Node", "node_class", "main"]
 
@@ -41,10 +43,12 @@ class Node:
         self.ctx = zmq.Context()
         self._io_realtime(self.io_priority(cfg))
         curve = CurveKeys(cfg.bus.curve_keys, name) if cfg.bus.curve_keys else None
-        self.pub = Publisher(cfg.endpoint(name), name, ctx=self.ctx, sndhwm=cfg.bus.sndhwm, curve=curve)
+        names = cfg.bus.names()
+        self.pub = Publisher(cfg.endpoint(name), name, ctx=self.ctx, sndhwm=cfg.bus.sndhwm, curve=curve,
+                             kind=self.kind, names=names)
         servers = cfg.endpoints(exclude=name)
         self.sub = Subscriber(list(servers), self.subscriptions(), ctx=self.ctx, rcvhwm=cfg.bus.rcvhwm, curve=curve,
-                              servers=servers, name=name)
+                              servers=servers, name=name, names=names)
         self.status = "starting"
         self._stop = threading.Event()
         self._hb_period = 1.0 / cfg.supervisor.heartbeat_hz
@@ -92,9 +96,12 @@ class Node:
             return
         self._next_hb = now + self._hb_period
         c = self.sub.counters
-        self.pub.publish("heartbeat", {"node": self.name, "kind": self.kind, "pid": os.getpid(),
-                                       "status": self.status, "received": c.received, "malformed": c.malformed,
-                                       "gaps": c.gaps, "last_error": c.last_error, **self.detail})
+        detail = dict(self.detail)
+        if c.dropped:
+            detail["dropped"] = dict(c.dropped)
+        self.pub.send(M.Heartbeat(node=self.name, kind=self.kind, pid=os.getpid(), status=self.status,
+                                  received=c.received, malformed=c.malformed, gaps=c.gaps,
+                                  last_error=None if c.last_error is None else c.last_error[:500], detail=detail))
 
     def loop(self) -> None:
         """Default loop: wait for messages, tick at ``tick_hz``, heartbeat."""
@@ -156,12 +163,8 @@ class Node:
 
 
 def node_class(kind: str):
-    """The class implementing node ``kind`` (see ``config.NODE_KINDS``)."""
-    try:
-        target = NODE_KINDS[kind]
-    except KeyError:
-        raise ValueError(f"unknown node kind {kind!r}; known: {sorted(NODE_KINDS)}") from None
-    module, cls = target.split(":")
+    """The class implementing node ``kind`` (see :mod:`kinebridge.runtime.supervisor.kinds`)."""
+    module, cls = kind_of(kind).target.split(":")
     return getattr(importlib.import_module(module), cls)
 
 

@@ -19,10 +19,15 @@ import abc
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from numba import njit
+
+from kinebridge.drivers.arm.limits import JointLimits
+
+if TYPE_CHECKING:
+    from kinebridge.drivers.arm.model import ArmModel
 
 __all__ = [
     "ArmDriver", "ArmState", "JointLimits", "StateCallback",
@@ -71,38 +76,6 @@ class SetpointRejected(ValueError):
 
 
 # ------------------------------------------------------------------------------------ state / limits
-@dataclass(frozen=True)
-class JointLimits:
-    """Joint position, velocity and acceleration limits (rad, rad/s, rad/s²)."""
-
-    q_min: np.ndarray
-    q_max: np.ndarray
-    qd_max: np.ndarray
-    qdd_max: np.ndarray
-
-    def __post_init__(self):
-        for name in ("q_min", "q_max", "qd_max", "qdd_max"):  # own float64 copies (one compiled signature)
-            object.__setattr__(self, name, np.array(getattr(self, name), dtype=np.float64).reshape(-1))
-        n = len(self.q_min)
-        for name in ("q_max", "qd_max", "qdd_max"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"JointLimits.{name} has {len(getattr(self, name))} entries, q_min has {n}")
-        if np.any(np.asarray(self.q_min) >= np.asarray(self.q_max)):
-            raise ValueError("JointLimits: every q_min must be below its q_max")
-        if np.any(np.asarray(self.qd_max) <= 0) or np.any(np.asarray(self.qdd_max) <= 0):
-            raise ValueError("JointLimits: qd_max and qdd_max must be positive")
-
-    @property
-    def dof(self) -> int:
-        return len(self.q_min)
-
-    def scaled(self, speed_fraction: float) -> "JointLimits":
-        """The same position limits with velocity and acceleration scaled by ``speed_fraction``."""
-        if not 0.0 < speed_fraction <= 1.0:
-            raise ValueError(f"speed_fraction must be in (0, 1], got {speed_fraction}")
-        return JointLimits(self.q_min, self.q_max, self.qd_max * speed_fraction, self.qdd_max * speed_fraction)
-
-
 @dataclass(frozen=True)
 class ArmState:
     """One state sample of the arm, as the controller pushed it.
@@ -197,14 +170,15 @@ def validate_joint_setpoint(q, limits: JointLimits, previous: np.ndarray | None 
 
 # -------------------------------------------------------------------------------------- interface
 class ArmDriver(abc.ABC):
-    """One arm. Implementations: :class:`kinebridge.drivers.realman_arm.RealmanArm`.
+    """One arm. Implementations: :class:`kinebridge.drivers.realman.arm.RealmanArm`.
 
     Thread safety: ``send_joint_setpoint`` is meant to be called from one control thread; state
     callbacks run on the driver's receive thread and must only copy data out.
     """
 
     dof: int
-    limits: JointLimits
+    limits: JointLimits      # what every setpoint is checked against: ``model.limits`` once connected
+    model: "ArmModel"        # the arm's facts (kinematics, limits ∩ the controller's report)
 
     def __init__(self) -> None:
         self._callbacks: list[StateCallback] = []

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["RealtimeReport", "configure_realtime", "hold_cpu_dma_latency", "CycleTimer", "sleep_until"]
+__all__ = ["RealtimeReport", "configure_realtime", "hold_cpu_dma_latency", "CycleTimer", "sleep_until",
+           "try_sched_fifo", "set_timer_slack_ns", "raise_other_threads"]
 
 PR_SET_TIMERSLACK = 29
 MCL_CURRENT, MCL_FUTURE = 1, 2
@@ -66,6 +67,42 @@ def _libc():
 _PM_QOS_FD: list[int] = []      # the open /dev/cpu_dma_latency: the request lasts while it stays open
 
 
+def try_sched_fifo(priority: int, tid: int = 0) -> bool:
+    """SCHED_FIFO ``priority`` for thread ``tid`` (0: the calling thread); False where not permitted."""
+    try:
+        if tid and os.sched_getscheduler(tid) == os.SCHED_FIFO:
+            return True
+        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(int(priority)))
+        return True
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def set_timer_slack_ns(ns: int) -> bool:
+    """PR_SET_TIMERSLACK for the calling thread (Linux): how late the kernel may wake it; False if refused."""
+    try:
+        return _libc().prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(int(ns)), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def raise_other_threads(priority: int) -> str:
+    """SCHED_FIFO ``priority`` for every thread of this process but the calling one (a driver's receive
+    thread, ZeroMQ's I/O thread), so they do not wait behind normal-priority work; reports how many."""
+    import threading
+    me = threading.get_native_id()
+    raised = refused = 0
+    for tid in os.listdir("/proc/self/task"):
+        tid = int(tid)
+        if tid == me:
+            continue
+        if try_sched_fifo(priority, tid):
+            raised += 1
+        else:
+            refused += 1
+    return f"{raised} at SCHED_FIFO {priority}" + (f", {refused} refused" if refused else "")
+
+
 def hold_cpu_dma_latency(us: int, path: str = "/dev/cpu_dma_latency") -> int:
     """PM-QoS: keep every CPU's wake-up latency ≤ ``us`` while this process lives (the file stays
     open). Raises OSError when not permitted (root only) or absent (containers, some VMs)."""
@@ -95,7 +132,7 @@ def configure_realtime(priority: int = 80, cpus: tuple[int, ...] | None = None, 
     rep = RealtimeReport()
     libc = _libc()
     if timer_slack_ns is not None:
-        if libc.prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(int(timer_slack_ns)), 0, 0, 0) == 0:
+        if set_timer_slack_ns(timer_slack_ns):
             rep.timer_slack_ns = int(timer_slack_ns)
         else:
             rep.notes.append(f"timer slack: errno {ctypes.get_errno()}")
@@ -111,11 +148,11 @@ def configure_realtime(priority: int = 80, cpus: tuple[int, ...] | None = None, 
         else:
             rep.notes.append(f"mlockall: {os.strerror(ctypes.get_errno())} (raise LimitMEMLOCK)")
     if priority:
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        if try_sched_fifo(priority):
             rep.sched_fifo, rep.priority = True, priority
-        except (OSError, AttributeError) as exc:
-            rep.notes.append(f"SCHED_FIFO: {getattr(exc, 'strerror', exc)} (raise LimitRTPRIO or run as root)")
+        else:
+            rep.notes.append(f"SCHED_FIFO: {os.strerror(ctypes.get_errno()) or 'not permitted'} "
+                             f"(raise LimitRTPRIO or run as root)")
     if cpu_dma_latency_us is not None:
         try:
             hold_cpu_dma_latency(cpu_dma_latency_us)

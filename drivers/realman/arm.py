@@ -5,7 +5,7 @@ What this adds on top of the SDK (see ``../shared/reference/realman-protocol.md`
 * **Streaming** with ``rm_movej_canfd`` (joint pass-through) and ``rm_movep_canfd`` (Cartesian),
   every setpoint validated first (finite, 7 values, inside the joint limits the controller reports,
   no step faster than the joint speed limit or larger than 10° per frame) — a bad one raises
-  :class:`~kinebridge.drivers.arm.SetpointRejected` and never reaches the SDK.
+  :class:`~kinebridge.drivers.arm.driver.SetpointRejected` and never reaches the SDK.
 * **State from the UDP push**, not TCP polling: the SDK's (process-global) UDP callback is
   dispatched to the driver of the arm that sent it; :meth:`RealmanArm.read_state` returns the
   newest sample without any I/O.
@@ -34,12 +34,14 @@ from typing import Callable
 
 import numpy as np
 
-from kinebridge.drivers.realman_config import RealmanConfig
-from kinebridge.drivers.realman_protocol import ARM_STATUS_NAMES
-from kinebridge.drivers.arm import (
+from kinebridge.drivers.arm.driver import (
     ArmConnectionError, ArmDriver, ArmError, ArmState, ControllerError, ControllerTimeout, JointLimits,
     LinkLost, SDKError, SetpointRejected, validate_joint_setpoint,
 )
+from kinebridge.drivers.arm.model import ArmModel, arm_model
+from kinebridge.drivers.realman.config import RealmanConfig
+from kinebridge.drivers.realman.protocol import ARM_STATUS_NAMES
+from kinebridge.kernels import rm75
 
 __all__ = ["RealmanConfig", "RealmanArm", "SDK_RETURN_CODES", "error_text"]
 
@@ -58,7 +60,7 @@ SDK_RETURN_CODES = {
 
 def error_text(codes) -> str:
     """``"0x1007 joint overspeed…; …"`` for controller system error codes."""
-    from kinebridge.drivers.realman_protocol import error_meaning
+    from kinebridge.drivers.realman.protocol import error_meaning
 
     return "; ".join(f"0x{c:04X} {error_meaning(c)}" for c in codes)
 
@@ -124,7 +126,7 @@ class RealmanArm(ArmDriver):
 
     dof = 7
 
-    def __init__(self, config: RealmanConfig | None = None, **overrides):
+    def __init__(self, config: RealmanConfig | None = None, model: ArmModel | None = None, **overrides):
         super().__init__()
         self.config = (config or RealmanConfig()).model_copy(update=overrides) if overrides else (
             config or RealmanConfig())
@@ -132,6 +134,7 @@ class RealmanArm(ArmDriver):
         self._arm = None
         self._handle_id = -1
         self.info: dict = {}
+        self.model: ArmModel = model or arm_model("RM75-B")   # the configured arm; limits ∩ controller's at connect
         self.limits: JointLimits | None = None
         self._lock = threading.Lock()
         self._latest: ArmState | None = None
@@ -147,6 +150,11 @@ class RealmanArm(ArmDriver):
         self._event = threading.Event()
         self._event_result: tuple[bool, int] | None = None
         self.sent = 0
+
+    @classmethod
+    def from_config(cls, arm_cfg, model: ArmModel, **overrides) -> "RealmanArm":
+        """The driver for ``[arm]`` (``arm_cfg.realman``: address and streaming) and its model."""
+        return cls(arm_cfg.realman, model, **overrides)
 
     # ------------------------------------------------------------------------------ connection
     def connect(self) -> None:
@@ -168,6 +176,11 @@ class RealmanArm(ArmDriver):
         if ret != 0 or info.get("arm_dof") != 7 or "75" not in str(info.get("arm_model", "")):
             arm.rm_delete_robot_arm()
             raise ArmConnectionError(f"the arm at {cfg.ip}:{cfg.port} is not a 7-DoF RM75 (robot info {info})")
+        variant = "RM75-6F" if "6F" in str(info.get("force_type", "")) else "RM75-B"
+        if variant != self.model.name:
+            arm.rm_delete_robot_arm()
+            raise ArmConnectionError(f"the arm at {cfg.ip}:{cfg.port} is an {variant} (robot info {info}), the "
+                                     f"configuration says {self.model.name}: set [arm] model = \"{variant}\"")
         self._arm, self._handle_id, self.info = arm, int(handle.id), dict(info)
         try:
             self.limits = self._read_limits()
@@ -208,8 +221,8 @@ class RealmanArm(ArmDriver):
             self._check(call, ret)
             vals.append(np.radians(np.asarray(v[:7], dtype=np.float64)))
         q_min, q_max, qd, qdd = vals
-        f = self.config.speed_fraction
-        return JointLimits(q_min, q_max, qd * f, qdd * f)
+        self.model = self.model.with_reported(JointLimits(q_min, q_max, qd, qdd))   # ∩ the model's, speed-scaled
+        return self.model.limits
 
     def close(self, stop: bool = True) -> None:
         if self._arm is None:
@@ -408,9 +421,8 @@ class RealmanArm(ArmDriver):
             raise SetpointRejected(f"position must be 3 finite numbers (m), got {position!r}")
         if qt.shape != (4,) or not np.all(np.isfinite(qt)) or abs(np.linalg.norm(qt) - 1.0) > 1e-3:
             raise SetpointRejected(f"quaternion must be a unit (w, x, y, z), got {quaternion!r}")
-        d7 = 0.1725 if "6F" in str(self.info.get("force_type", "")) else 0.144
-        reach = 0.256 + 0.210 + d7
-        r = np.linalg.norm(p - np.array([0.0, 0.0, 0.2405]))
+        reach = rm75.D3 + rm75.D5 + self.model.d7
+        r = np.linalg.norm(p - np.array([0.0, 0.0, rm75.D1]))
         if r > reach:
             raise SetpointRejected(f"target {p} m is {r:.3f} m from the shoulder, beyond the RM75's {reach:.3f} m "
                                    f"reach")

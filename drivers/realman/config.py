@@ -1,6 +1,6 @@
 """How to reach one RealMan arm and how to stream to it: the ``[arm.realman]`` table of the runtime config.
 
-Kept apart from :mod:`kinebridge.drivers.realman_arm` (the SDK, Numba kernels) so that reading a
+Kept apart from :mod:`kinebridge.drivers.realman.arm` (the SDK, Numba kernels) so that reading a
 config costs no more than pydantic: nodes that never touch the arm (the recorder) start faster.
 """
 
@@ -24,8 +24,6 @@ class RealmanConfig(BaseModel):
     follow: bool = Field(True, description="high follow (drives track each point; period must be ≤ 10 ms)")
     trajectory_mode: int = Field(0, ge=0, le=2, description="high-follow mode: 0 raw, 1 curve fit, 2 filter")
     radio: int = Field(0, ge=0, le=1000, description="smoothing for trajectory_mode 1 (0-100) or 2 (0-999)")
-    speed_fraction: float = Field(1.0, gt=0.0, le=1.0,
-                                  description="scale on the controller's joint speed/acceleration limits")
     max_step_deg: float = Field(10.0, gt=0.0, le=10.0, description="largest joint step per setpoint (°)")
     link_timeout_periods: float = Field(4.0, ge=1.0, le=100.0,
                                         description="push periods without state before the link counts as lost "

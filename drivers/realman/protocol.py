@@ -1,6 +1,6 @@
 """RealMan controller JSON protocol: wire framing, units, error codes and reply builders.
 
-Shared by the simulated controller (:mod:`kinebridge.drivers.sim_controller`) and the RealMan driver.
+Shared by the simulated controller (:mod:`kinebridge.drivers.realman.sim.controller`) and the RealMan driver.
 Everything here follows ``shared/reference/realman-protocol.md`` (JSON protocol 3.7.x as accepted by
 RealMan's official SDK robotic-arm 1.1.6):
 

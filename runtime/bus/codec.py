@@ -42,9 +42,15 @@ class MessageError(ValueError):
 
 @dataclass(slots=True)
 class Message:
+    """One received message. ``body``, ``stamp`` and ``derived`` are filled when it is validated
+    against its topic's schema (:func:`kinebridge.runtime.bus.messages.validate`)."""
+
     topic: str
     header: dict
     arrays: dict = field(default_factory=dict)
+    body: object = None
+    stamp: object = None
+    derived: list = field(default_factory=list)
 
 
 _SCALARS = frozenset((type(None), bool, int, float, str, bytes))  # exact types msgpack packs as they are

@@ -3,12 +3,15 @@
 Layout: every node binds one PUB socket at its endpoint (``ipc://`` by default, ``tcp://`` to put a
 node on another machine) and connects one SUB socket to the endpoints of the nodes it listens to.
 A topic is a plain name (``chunk``, ``control/state``, ``heartbeat``); a subscriber receives a topic
-from whichever node publishes it. Frames follow :mod:`kinebridge.runtime.codec`.
+from whichever node publishes it. Frames follow :mod:`kinebridge.runtime.bus.codec`.
 
-Every header is stamped on publish: ``seq`` (per topic, from 0), ``stamp_ns`` (CLOCK_MONOTONIC, the
-clock every node on the machine shares), ``src`` (the publishing node) and ``derived`` — the
-``[src, topic, seq, stamp_ns]`` of the messages it was computed from — so any output can be traced
-back to its inputs and every stage latency read off a recording.
+Every header is stamped on publish: ``v`` (the schema version), ``seq`` (per topic, from 0),
+``stamp_ns`` (CLOCK_MONOTONIC, the clock every node on the machine shares), ``src`` (the publishing
+node) and ``derived`` — the :class:`~kinebridge.runtime.bus.messages.Stamp` of each message it was
+computed from — so any output can be traced back to its inputs and every stage latency read off a
+recording. Nodes publish typed bodies (:meth:`Publisher.send`); every received message is validated
+against its topic's schema (:mod:`kinebridge.runtime.bus.messages`) before a node sees it, and what
+fails is counted by reason and dropped.
 
 Socket options follow the measurements in ``shared/reference/realtime.md`` §4.3/4.5:
 
@@ -37,14 +40,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import zmq
 
-from kinebridge.runtime.codec import Message, MessageError, decode, encode
+from kinebridge.runtime.bus import messages as M
+from kinebridge.runtime.bus.codec import Message, MessageError, decode, encode
 
 __all__ = ["BusError", "CurveKeys", "Publisher", "Subscriber", "check_endpoint", "default_ipc_dir",
            "endpoint_is_remote", "write_keys"]
 
-RESERVED = ("seq", "stamp_ns", "src", "derived")
+RESERVED = M.RESERVED
 
 
 class BusError(ValueError):
@@ -146,13 +151,15 @@ class Publisher:
     """One node's publishing socket: ``publish(topic, header, arrays, derived)`` stamps and sends."""
 
     def __init__(self, endpoint: str, src: str, *, ctx: zmq.Context | None = None, sndhwm: int = 1000,
-                 curve: CurveKeys | None = None):
+                 curve: CurveKeys | None = None, kind: str | None = None, names: M.TopicNames | None = None):
         check_endpoint(endpoint, f"endpoint of node {src!r}")
         if endpoint_is_remote(endpoint) and curve is None:
             raise BusError(f"node {src!r} would publish on {endpoint}, which is reachable from other machines, "
                            f"without CurveZMQ keys; set bus.curve_keys (see `kinebridge keys --help`) or use "
                            f"ipc:// / a loopback address")
         self.src = src
+        self.kind = kind            # checked against each topic's publishers (None: not checked)
+        self.names = names or M.DEFAULT_NAMES
         self.endpoint = endpoint
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.PUB)
@@ -184,32 +191,60 @@ class Publisher:
         self.sent = 0
         self.dropped = 0
 
-    def publish(self, topic: str, header: dict | None = None, arrays: dict | None = None,
-                derived=()) -> dict:
-        """Stamp ``header`` (seq, stamp_ns, src, derived) and send; returns the stamp.
+    def send(self, body: M.Body, arrays: dict | None = None, derived=()) -> M.Stamp:
+        """Publish a typed ``body`` (its class names the topic) with its ``arrays``; returns the stamp.
 
-        ``derived``: the stamps (dicts returned by ``publish`` or received headers) this message was
-        computed from. Never blocks: at the high-water mark the message is dropped and counted."""
+        Raises ValueError for a topic this node's kind may not publish or arrays that do not match the
+        topic's schema — a bug in the publishing node, never something to put on the wire."""
+        spec = M.TOPICS[body.TOPIC]
+        if self.kind is not None and not spec.may_publish(self.kind):
+            raise ValueError(f"a {self.kind} node may not publish {body.TOPIC!r} (publishers: "
+                             f"{sorted(spec.publishers)})")
+        want = body.ARRAYS
+        arrays = arrays or {}
+        if want is None:
+            return self.publish(body.TOPIC, body.header(), arrays, derived)
+        if arrays.keys() != want.keys():
+            raise ValueError(f"{body.TOPIC!r} carries arrays {sorted(want)}, got {sorted(arrays)}")
+        for name, a_spec in want.items():
+            a = arrays[name]
+            if not isinstance(a, np.ndarray) or a.dtype != np.dtype(a_spec.dtype):
+                arrays = dict(arrays)
+                arrays[name] = a = np.asarray(a, dtype=a_spec.dtype)
+            try:
+                a_spec.check(body.TOPIC, name, a)
+            except MessageError as exc:
+                raise ValueError(str(exc)) from None
+        return self.publish(body.TOPIC, body.header(), arrays, derived)
+
+    def publish(self, topic: str, header: dict | None = None, arrays: dict | None = None,
+                derived=(), replayed: bool = False) -> M.Stamp:
+        """Stamp ``header`` (v, seq, stamp_ns, src, derived) and send it on ``topic`` as it is; returns the
+        stamp. Nodes use :meth:`send`; this raw path is for replaying recordings and for tests.
+
+        ``derived``: the stamps (:class:`~kinebridge.runtime.bus.messages.Stamp`, received messages or
+        stamp dicts) this message was computed from. Never blocks: at the high-water mark the message
+        is dropped and counted."""
         seq = self._seq.get(topic, 0)
         self._seq[topic] = seq + 1
-        stamp = {"seq": seq, "stamp_ns": time.monotonic_ns(), "src": self.src}
-        hdr = dict(stamp)
+        now = time.monotonic_ns()
+        hdr = {"v": M.SCHEMA_VERSION, "seq": seq, "stamp_ns": now, "src": self.src}
         if header:
             for k in RESERVED:
                 if k in header:
                     raise ValueError(f"header key {k!r} is stamped by the bus; do not set it")
             hdr.update(header)
         if derived:
-            hdr["derived"] = [[d["src"], d.get("topic", ""), d["seq"], d["stamp_ns"]] if isinstance(d, dict)
-                              else list(d) for d in derived]
-        frames = encode(topic, hdr, arrays)
+            hdr["derived"] = [_stamp_wire(d) for d in derived]
+        if replayed:
+            hdr["replayed"] = True
+        frames = encode(self.names.wire(topic) if topic in M.TOPICS else topic, hdr, arrays)
         try:
             self.sock.send_multipart(frames, flags=zmq.NOBLOCK)
             self.sent += 1
         except zmq.Again:
             self.dropped += 1
-        stamp["topic"] = topic
-        return stamp
+        return M.Stamp(src=self.src, topic=topic, seq=seq, stamp_ns=now)
 
     def close(self) -> None:
         self.sock.close(linger=0)
@@ -218,13 +253,30 @@ class Publisher:
             self._auth = None
 
 
+def _stamp_wire(d) -> dict:
+    """A derived-from stamp as it travels: {src, topic, seq, stamp_ns}."""
+    if isinstance(d, M.Stamp):
+        return d.wire()
+    if isinstance(d, Message):
+        return d.stamp.wire()
+    if isinstance(d, dict):
+        return {"src": d["src"], "topic": d.get("topic", ""), "seq": d["seq"], "stamp_ns": d["stamp_ns"]}
+    raise ValueError(f"derived: expected Stamp, Message or stamp dict, got {type(d).__name__}")
+
+
 @dataclass
 class SubscriberCounters:
     received: int = 0
-    malformed: int = 0
+    malformed: int = 0             # every message dropped, whatever the reason (see ``dropped``)
     gaps: int = 0                  # messages missing from a (src, topic) sequence (dropped upstream)
     last_error: str | None = None
     last_seq: dict = field(default_factory=dict)
+    dropped: dict = field(default_factory=dict)   # reason → count: undecodable, unknown topic, schema, ...
+
+    def drop(self, reason: str, error: str) -> None:
+        self.malformed += 1
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        self.last_error = error
 
 
 # SCHED_FIFO priority of ZeroMQ's I/O thread in processes that send to the control loop (chunk
@@ -255,18 +307,25 @@ class Subscriber:
     publishing node name, needed for CurveZMQ (the publisher's public key is looked up by name)."""
 
     def __init__(self, endpoints, topics=(), *, ctx: zmq.Context | None = None, rcvhwm: int = 1000,
-                 curve: CurveKeys | None = None, servers: dict | None = None, name: str = "subscriber"):
+                 curve: CurveKeys | None = None, servers: dict | None = None, name: str = "subscriber",
+                 names: M.TopicNames | None = None):
         self.ctx = ctx or zmq.Context.instance()
+        self.names = names or M.DEFAULT_NAMES
+        for t in topics:
+            M.spec_of(t)            # a typo in a topic name fails here, not by silence
         self.topics = frozenset(topics)
         self.sock = self.ctx.socket(zmq.SUB)
         _common(self.sock)
         self.sock.setsockopt(zmq.RCVHWM, int(rcvhwm))
         if self.topics:
             for t in self.topics:
-                self.sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+                self.sock.setsockopt(zmq.SUBSCRIBE, self.names.wire(t).encode())
         else:
             self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         self.counters = SubscriberCounters()
+        # on_drop(topic, reason, message): called for a message of a known topic that failed its schema
+        # (the control node answers a bad chunk with control/reject); it must not raise
+        self.on_drop = None
         self._fd = None
         self.endpoints = []
         for ep in endpoints:
@@ -274,9 +333,10 @@ class Subscriber:
 
     def subscribe(self, topic: str) -> None:
         """Listen to ``topic`` from now on (messages published before are not delivered)."""
+        M.spec_of(topic)
         if not self.topics:
             return                  # already listening to everything
-        self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self.sock.setsockopt(zmq.SUBSCRIBE, self.names.wire(topic).encode())
         self.topics = self.topics | {topic}
 
     def connect(self, endpoint: str, *, curve: CurveKeys | None = None, server: str | None = None,
@@ -298,26 +358,47 @@ class Subscriber:
 
     # -------------------------------------------------------------------------------- receiving
     def _accept(self, frames) -> Message | None:
+        """Decode and validate one received message; None (counted by reason) for anything that fails.
+        Nothing a peer sends can raise out of here."""
         c = self.counters
         try:
             msg = decode(frames)
         except MessageError as exc:
-            c.malformed += 1
-            c.last_error = str(exc)
+            c.drop("undecodable", str(exc))
             return None
-        if self.topics and msg.topic not in self.topics:
+        except Exception as exc:    # a codec gap: still never fatal to the node
+            c.drop("undecodable", f"{type(exc).__name__}: {exc}")
+            return None
+        logical = self.names.logical(msg.topic)
+        if logical is None:
+            if self.topics:
+                return None        # a longer wire name sharing a subscribed prefix
+            c.drop("unknown topic", f"unknown topic {msg.topic!r}")
+            return None
+        if self.topics and logical not in self.topics:
             return None            # a longer topic that shares a subscribed prefix
-        h = msg.header
-        seq, src = h.get("seq"), h.get("src")
-        if not isinstance(seq, int) or not isinstance(src, str) or not isinstance(h.get("stamp_ns"), int):
-            c.malformed += 1
-            c.last_error = f"{msg.topic!r}: header lacks the bus stamp (seq, stamp_ns, src)"
+        msg.topic = logical
+        try:
+            M.validate(msg)
+        except MessageError as exc:
+            text = str(exc)
+            c.drop("schema version" if "schema version" in text else "invalid", text)
+            if self.on_drop is not None:
+                try:
+                    self.on_drop(logical, text, msg)
+                except Exception:   # a reporting hook never takes the receive path down
+                    pass
             return None
-        key = (src, msg.topic)
+        except Exception as exc:   # pragma: no cover - validate raises MessageError only
+            c.drop("invalid", f"{type(exc).__name__}: {exc}")
+            return None
+        st = msg.stamp
+        key = (st.src, logical)
         prev = c.last_seq.get(key)
-        if prev is not None and seq > prev + 1:
-            c.gaps += seq - prev - 1
-        c.last_seq[key] = seq
+        if prev is not None and st.seq > prev + 1:
+            c.gaps += st.seq - prev - 1
+        if len(c.last_seq) < 4096 or key in c.last_seq:
+            c.last_seq[key] = st.seq
         c.received += 1
         return msg
 

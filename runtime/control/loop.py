@@ -11,7 +11,7 @@ One loop per arm. Every tick (200 Hz by default, up to 500 Hz), on an absolute-d
 3. safety last: the e-stop flag, the watchdog on stale input (no chunk for ``watchdog_s`` → hold
    and decelerate), the workspace box on the flange position (a setpoint whose forward kinematics
    leaves the box is not sent; the loop holds);
-4. send through the :class:`~kinebridge.drivers.arm.ArmDriver` and record the tick's timing.
+4. send through the :class:`~kinebridge.drivers.arm.driver.ArmDriver` and record the tick's timing.
 
 No allocation, logging or GC happens in the tick: the follower writes into preallocated buffers,
 timings go into ring buffers read from outside, counters are plain integers.
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kinebridge.drivers.arm import ArmDriver, ArmError, LinkLost, SetpointRejected
+from kinebridge.drivers.arm.driver import ArmDriver, ArmError, LinkLost, SetpointRejected
 from kinebridge.kernels import rm75
 from kinebridge.kernels.chunk_blend import ChunkFollower, validate_chunk
-from kinebridge.runtime.control_config import ControlConfig
-from kinebridge.runtime.realtime import CycleTimer
+from kinebridge.runtime.control.config import ControlConfig
+from kinebridge.drivers.host.realtime import CycleTimer
 
 __all__ = ["ControlConfig", "ControlLoop", "LoopStats"]
 
@@ -55,7 +55,7 @@ class ControlLoop:
     def __init__(self, driver: ArmDriver, config: ControlConfig | None = None, history: int = 65536):
         self.driver = driver
         self.cfg = config or ControlConfig()
-        lim = driver.limits.scaled(self.cfg.speed_fraction)
+        lim = driver.limits        # the arm model's limits ∩ the controller's, speed-scaled (ArmModel)
         self.dt = 1.0 / self.cfg.rate_hz
         self.follower = ChunkFollower(driver.dof, lim.q_min, lim.q_max, lim.qd_max, lim.qdd_max, self.dt,
                                       blend_s=self.cfg.blend_s)
@@ -70,6 +70,7 @@ class ControlLoop:
         self._estop = threading.Event()
         self._last_chunk_s = 0.0
         self._T = np.eye(4)                                   # FK scratch for the workspace check
+        self.d7 = driver.model.d7                             # the flange of the configured arm model
         self.q_cmd = np.zeros(driver.dof)                     # the last setpoint sent
         self._ramp_deadline: float | None = None
         self._warm_up()
@@ -204,7 +205,7 @@ class ControlLoop:
 
     def _outside_box(self, q) -> bool:
         """Is the flange of ``q`` outside the workspace box? (FK into a preallocated matrix.)"""
-        rm75.fk_into(q, self.cfg.d7, self._T)
+        rm75.fk_into(q, self.d7, self._T)
         T, lo, hi = self._T, self._box_lo, self._box_hi
         return not (lo[0] <= T[0, 3] <= hi[0] and lo[1] <= T[1, 3] <= hi[1] and lo[2] <= T[2, 3] <= hi[2])
 

@@ -1,8 +1,9 @@
 """The control node: the process that owns the arm and runs the fixed-rate loop.
 
-It connects the :class:`~kinebridge.drivers.realman_arm.RealmanArm` (the official SDK), asks for
+It connects the arm driver the configuration names (:func:`~kinebridge.drivers.arm.factory.make_arm`:
+RealMan's official SDK), asks for
 real-time treatment (SCHED_FIFO, pinning, mlockall, 1 ns timer slack — and reports what it got),
-and runs :class:`~kinebridge.runtime.control_loop.ControlLoop`. The bus is read on the loop's own
+and runs :class:`~kinebridge.runtime.control.loop.ControlLoop`. The bus is read on the loop's own
 thread — no second thread competes for the GIL: between ticks it waits on the subscriber socket until
 ``BETWEEN_TICKS_GUARD_NS`` before the next deadline, decoding, validating and blending each chunk as it
 arrives, so the tick itself only steps and sends; what arrives inside the guard is drained at the start
@@ -15,21 +16,22 @@ of the tick.
 It publishes ``control/state`` (every ``control.state_every`` ticks: the setpoint sent, the measured
 joints, the tick's counters), ``control/timing`` (batches of wake-up lateness and tick duration,
 ``control.timing_hz``) and ``control/chunk_latency`` (chunk stamp → the tick that first sent a
-setpoint from it). On SIGTERM it decelerates to rest before it stops the arm.
+setpoint from it), and ``control/limits`` (the joint limits the loop enforces — the arm model's
+intersected with the controller's, speed-scaled — every second, for the planners). On SIGTERM it
+decelerates to rest before it stops the arm.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 
 import numpy as np
 
-from kinebridge.drivers.realman_arm import RealmanArm
-from kinebridge.runtime.control_loop import ControlConfig, ControlLoop
+from kinebridge.drivers.arm.factory import make_arm
+from kinebridge.drivers.host.realtime import configure_realtime, raise_other_threads
+from kinebridge.runtime.bus import messages as M
+from kinebridge.runtime.control.loop import ControlConfig, ControlLoop
 from kinebridge.runtime.node import Node
-from kinebridge.runtime.realtime import configure_realtime
 
 __all__ = ["ControlNode", "BETWEEN_TICKS_GUARD_NS"]
 
@@ -40,23 +42,7 @@ __all__ = ["ControlNode", "BETWEEN_TICKS_GUARD_NS"]
 BETWEEN_TICKS_GUARD_NS = 300_000
 
 
-def _raise_helper_threads(priority: int) -> str:
-    """SCHED_FIFO ``priority`` for the process's other threads: the SDK's UDP state receiver and
-    ZeroMQ's I/O thread must not wait behind the trajectory node's planning either, or the state
-    push looks late and the driver declares the link lost. Reports how many it raised."""
-    main = threading.get_native_id()
-    raised, refused = 0, 0
-    for tid in os.listdir("/proc/self/task"):
-        tid = int(tid)
-        if tid == main:
-            continue
-        try:
-            if os.sched_getscheduler(tid) != os.SCHED_FIFO:
-                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
-            raised += 1
-        except OSError:
-            refused += 1
-    return f"{raised} at SCHED_FIFO {priority}" + (f", {refused} refused" if refused else "")
+LIMITS_EVERY_S = 1.0    # control/limits is re-announced this often (a planner that starts later hears it)
 
 
 class ControlNode(Node):
@@ -64,21 +50,20 @@ class ControlNode(Node):
         p = cfg.control.realtime.priority
         return max(0, p - 1)
 
-    def subscriptions(self) -> tuple[str, ...]:
-        return (self.cfg.control.chunk_topic, "estop")
+    topics = (M.Chunk.TOPIC, M.EStop.TOPIC)
 
     def setup(self) -> None:
         c = self.cfg.control
-        self.arm = RealmanArm(self.cfg.arm.realman)
+        self.arm = make_arm(self.cfg.arm)
         self.arm.connect()
-        loop_cfg = ControlConfig(**{k: getattr(c, k) for k in ControlConfig.model_fields})
-        self.loop_ = ControlLoop(self.arm, loop_cfg)
+        self.loop_ = ControlLoop(self.arm, c)
+        self.detail["arm"] = self.arm.model.summary()
         rt = c.realtime
         self.rt = configure_realtime(priority=rt.priority, cpus=tuple(rt.cpus) or None, lock_memory=rt.lock_memory,
                                      cpu_dma_latency_us=0 if rt.pm_qos else None)
         self.detail["realtime"] = self.rt.summary()
-        if self.rt.sched_fifo:
-            self.detail["helper_threads"] = _raise_helper_threads(max(1, rt.priority - 2))
+        if self.rt.sched_fifo:     # the SDK's UDP receiver and ZeroMQ's I/O thread must not wait behind planning
+            self.detail["helper_threads"] = raise_other_threads(max(1, rt.priority - 2))
         self.detail["rate_hz"] = c.rate_hz
         n = max(1, int(round(c.rate_hz / c.timing_hz)))
         self._timing_every = n
@@ -87,7 +72,14 @@ class ControlNode(Node):
         self._lat_ns: list[int] = []
         self._pending_stamp = None
         self.rejected_chunks = 0
+        self.superseded_chunks = 0      # valid chunks replaced by a newer one before a tick took them
         self._tick_start_ns = 0
+        self._next_limits_s = 0.0
+        self.sub.on_drop = self._refused
+        lim = self.arm.limits
+        self._limits_msg = (M.ArmLimitsMsg(model=self.arm.model.name, d7=self.arm.model.d7,
+                                           speed_fraction=self.arm.model.speed_fraction),
+                            {"q_min": lim.q_min, "q_max": lim.q_max, "qd_max": lim.qd_max, "qdd_max": lim.qdd_max})
 
     def teardown(self) -> None:
         arm = getattr(self, "arm", None)
@@ -125,27 +117,34 @@ class ControlNode(Node):
         while not self.stopping and self.sub.wait_until(end):
             self._take(self.sub.drain(limit=64))
 
+    def _refused(self, topic: str, reason: str, msg) -> None:
+        """A chunk that failed its schema at the bus (wrong dtype, shape, a missing field): the producer
+        hears why on control/reject, like any chunk the loop refuses."""
+        if topic != M.Chunk.TOPIC:
+            return
+        self.rejected_chunks += 1
+        h = msg.header
+        stamp = None
+        if type(h.get("src")) is str and type(h.get("seq")) is int and h["seq"] >= 0 and type(h.get("stamp_ns")) is int:
+            stamp = M.Stamp(src=h["src"], topic=topic, seq=h["seq"], stamp_ns=h["stamp_ns"])
+        self.pub.send(M.ChunkReject(reason=reason[:2000]), derived=[stamp] if stamp is not None else ())
+
     def _take(self, messages) -> None:
         for msg in messages:
-            if msg.topic == "estop":  # from anyone: the supervisor, `kinebridge estop`, a UI
+            if msg.topic == M.EStop.TOPIC:  # from anyone: the supervisor, `kinebridge estop`, a UI
                 self.loop_.estop()
-                self.detail["estop_by"] = msg.header.get("src")
+                self.detail["estop_by"] = msg.stamp.src
                 continue
-            h = msg.header
+            body = msg.body                 # a Chunk: types, shape and dtype checked by the bus
             try:
-                q = msg.arrays["q"]
-                self.loop_.submit(float(h["t0"]), float(h["dt"]), q)
-            except (KeyError, TypeError, ValueError) as exc:
+                self.loop_.submit(body.t0, body.dt, msg.arrays["q"])
+            except ValueError as exc:       # stale, non-finite, outside the joint limits, …
                 self.rejected_chunks += 1
-                reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-                self.pub.publish("control/reject", {"reason": reason}, derived=[self._stamp(msg)])
+                self.pub.send(M.ChunkReject(reason=str(exc)[:2000]), derived=[msg.stamp])
                 continue
-            self._pending_stamp = self._stamp(msg)   # the newest chunk wins (drain-to-latest)
-
-    @staticmethod
-    def _stamp(msg):
-        h = msg.header
-        return {"src": h["src"], "topic": msg.topic, "seq": h["seq"], "stamp_ns": h["stamp_ns"]}
+            if self._pending_stamp is not None:
+                self.superseded_chunks += 1
+            self._pending_stamp = msg.stamp   # the newest chunk wins (drain-to-latest)
 
     def _after(self, t: float, sent: bool) -> None:
         loop, st = self.loop_, self.loop_.stats
@@ -153,33 +152,33 @@ class ControlNode(Node):
         if self._pending_stamp is not None:
             stamp, self._pending_stamp = self._pending_stamp, None
             if sent:
-                lat = now_ns - stamp["stamp_ns"]
+                lat = now_ns - stamp.stamp_ns
                 self._lat_ns.append(lat)
                 # latency = waiting (bus hop + until this tick drained it) + this tick's work up to the send
-                self.pub.publish("control/chunk_latency", {
-                    "latency_ns": lat, "waiting_ns": self._tick_start_ns - stamp["stamp_ns"],
-                    "tick_work_ns": now_ns - self._tick_start_ns}, derived=[stamp])
+                self.pub.send(M.ChunkLatency(latency_ns=lat, waiting_ns=self._tick_start_ns - stamp.stamp_ns,
+                                             tick_work_ns=now_ns - self._tick_start_ns), derived=[stamp])
         k = st.ticks % self._timing_every
         self._late[k] = loop.timer.lateness_ns[(loop.timer.ticks - 1) % loop.timer.lateness_ns.shape[0]]
         self._dur[k] = now_ns - self._tick_start_ns
         if st.ticks % self.cfg.control.state_every == 0:
-            self.pub.publish("control/state", {
-                "t": t, "tick": st.ticks, "sent": sent, "starved": st.starved_ticks, "held": st.held_ticks,
-                "at_rest": bool(loop.follower.at_rest)},
-                {"q_cmd": loop.q_cmd, "q": self.arm.read_state().q})
+            self.pub.send(M.ControlState(t=t, tick=st.ticks, sent=sent, starved=st.starved_ticks, held=st.held_ticks,
+                                         at_rest=bool(loop.follower.at_rest)),
+                          {"q_cmd": loop.q_cmd, "q": self.arm.read_state().q})
         if k == self._timing_every - 1:
             self._publish_timing()
+        if t >= self._next_limits_s:
+            self._next_limits_s = t + LIMITS_EVERY_S
+            self.pub.send(*self._limits_msg)
         self.heartbeat(t)
 
     def _publish_timing(self, final: bool = False) -> None:
         st = self.loop_.stats
-        self.pub.publish("control/timing", {
-            "final": final, "ticks": st.ticks, "sent": st.sent, "starved_ticks": st.starved_ticks,
-            "held_ticks": st.held_ticks, "chunks_accepted": st.chunks_accepted,
-            "chunks_rejected": st.chunks_rejected + self.rejected_chunks,
-            "workspace_violations": st.workspace_violations, "setpoints_rejected": st.setpoints_rejected,
-            "overruns": self.loop_.timer.overruns, "rate_hz": self.cfg.control.rate_hz,
-            "chunk_latency_ns": self._lat_ns[-64:]},
+        self.pub.send(M.ControlTiming(
+            final=final, ticks=st.ticks, sent=st.sent, starved_ticks=st.starved_ticks, held_ticks=st.held_ticks,
+            chunks_accepted=st.chunks_accepted, chunks_rejected=st.chunks_rejected + self.rejected_chunks,
+            chunks_superseded=self.superseded_chunks, workspace_violations=st.workspace_violations,
+            setpoints_rejected=st.setpoints_rejected, overruns=self.loop_.timer.overruns,
+            rate_hz=self.cfg.control.rate_hz, chunk_latency_ns=self._lat_ns[-64:]),
             {"lateness_ns": self._late, "tick_ns": self._dur})
         self._lat_ns.clear()
         self.detail.update(ticks=st.ticks, starved=st.starved_ticks, chunks=st.chunks_accepted)

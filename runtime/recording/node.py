@@ -1,7 +1,7 @@
 """The recorder node: every topic on the bus, to one MCAP file per process start.
 
 It listens to every node's endpoint with an empty subscription and hands each raw message to
-:func:`kinebridge.runtime.recorder.record`, which writes it unchunked and flushes every
+:func:`kinebridge.runtime.recording.recorder.record`, which writes it unchunked and flushes every
 ``recorder.flush_every_s`` — a crash of any process, this one included, loses at most that much.
 A restarted recorder starts a new file beside the old one; nothing already written is touched.
 """
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from kinebridge.runtime.node import Node
-from kinebridge.runtime.recorder import McapRecorder, record
+from kinebridge.runtime.recording.recorder import McapRecorder, record
 
 __all__ = ["RecorderNode"]
 

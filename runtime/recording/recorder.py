@@ -52,14 +52,15 @@ import numpy as np
 import zmq
 from mcap.exceptions import McapError
 
-from kinebridge.runtime.codec import Message, MessageError, decode
+from kinebridge.runtime.bus import messages as M
+from kinebridge.runtime.bus.codec import Message, MessageError, decode
 
 __all__ = ["McapRecorder", "RecordedMessage", "read_recording", "record", "replay", "summarize"]
 
 MALFORMED = "_malformed"
 FORMAT = "kinebridge-json-1"
 _MAGIC = b"\x89MCAP0\r\n"
-_RESERVED = ("seq", "stamp_ns", "src", "derived")   # stamped by the bus on publish
+_RESERVED = M.RESERVED   # stamped by the bus on publish
 
 _SCHEMA = json.dumps({
     "title": "kinebridge bus message", "type": "object", "required": ["header", "arrays"],
@@ -75,6 +76,23 @@ _SCHEMA = json.dumps({
                            "data_b64": {"type": "string", "contentEncoding": "base64",
                                         "description": "raw bytes instead of data (NaNs with a payload)"}}}}}},
     separators=(",", ":")).encode()
+
+
+def _topic_schema(topic: str) -> bytes:
+    """The JSON schema of ``topic``'s recorded messages, from the bus's message registry: the header
+    with its named fields, the arrays it carries."""
+    s = M.json_schema(topic)
+    arrays = {k: s["properties"].pop(k) for k in (M.body_of(topic).ARRAYS or {})}
+    out = {"title": f"kinebridge {topic}", "description": s["description"], "type": "object",
+           "required": ["header", "arrays"], "x-publishers": s["x-publishers"],
+           "properties": {"header": {"type": "object", "properties": s["properties"]},
+                          "arrays": {"type": "object", "properties": {
+                              k: {**v, "required": ["dtype", "shape"]} for k, v in arrays.items()}}}}
+    if "$defs" in s:
+        out["$defs"] = s["$defs"]
+    return json.dumps(out, separators=(",", ":")).encode()
+
+
 _MALFORMED_SCHEMA = json.dumps({
     "title": "kinebridge malformed bus message", "type": "object",
     "properties": {"error": {"type": "string"},
@@ -232,7 +250,8 @@ class McapRecorder:
         self._f = open(self.path, "wb")
         self._w = Writer(self._f, use_chunking=False, enable_crcs=True)
         self._w.start(profile="kinebridge", library="kinebridge recorder")
-        self._schema = self._w.register_schema("kinebridge.Message", "jsonschema", _SCHEMA)
+        self._schema = 0                   # the generic schema, for a topic the registry does not know
+        self._schemas: dict[str, int] = {}  # topic → its schema id (registered on the topic's first message)
         self._bad_schema = 0
         self._channels: dict[tuple[str, str], int] = {}
         mono, unix = time.monotonic_ns(), time.time_ns()
@@ -262,7 +281,14 @@ class McapRecorder:
                     self._bad_schema = self._w.register_schema("kinebridge.Malformed", "jsonschema",
                                                                _MALFORMED_SCHEMA)
                 schema = self._bad_schema
+            elif topic in M.TOPICS:
+                schema = self._schemas.get(topic)
+                if schema is None:
+                    schema = self._schemas[topic] = self._w.register_schema(
+                        f"kinebridge.{topic}", "jsonschema", _topic_schema(topic))
             else:
+                if not self._schema:
+                    self._schema = self._w.register_schema("kinebridge.Message", "jsonschema", _SCHEMA)
                 schema = self._schema
             cid = self._w.register_channel(topic, "json", schema, {"src": src})
             self._channels[(topic, src)] = cid
@@ -607,11 +633,11 @@ def _count(path, topics) -> int | None:
 
 def replay(path, publisher, *, speed: float = 1.0, topics=None, loop: bool = False, stop_event=None,
            progress: bool = True) -> dict:
-    """Publish a recording through ``publisher`` (a :class:`~kinebridge.runtime.bus.Publisher`) with its
+    """Publish a recording through ``publisher`` (a :class:`~kinebridge.runtime.bus.sockets.Publisher`) with its
     recorded timing: message i goes out ``(log_time_i − log_time_0) / speed`` after the first
     (``speed=0``: as fast as possible). The publisher stamps new seq/stamp_ns/src; each header gets
-    ``replayed = true`` and ``derived = [[src, topic, seq, stamp_ns]]`` of the original message, so
-    consumers can tell replayed data and trace it to the recording. ``_malformed`` is never replayed.
+    ``replayed = true`` and ``derived`` = the original message's stamp, so consumers can tell replayed
+    data and trace it to the recording. A recording of another bus schema version is refused. ``_malformed`` is never replayed.
     ``loop``: start again at the end until ``stop_event`` is set. Returns ``{count, duration_s}``."""
     from tqdm import tqdm
 
@@ -644,10 +670,16 @@ def replay(path, publisher, *, speed: float = 1.0, topics=None, loop: bool = Fal
                         else:
                             time.sleep(delay)
                 h = m.header
-                orig = [h.get("src", ""), m.topic, h.get("seq", -1), h.get("stamp_ns", 0)]
+                if h.get("v") != M.SCHEMA_VERSION:
+                    raise ValueError(f"{path}: {m.topic!r} was recorded with bus schema version {h.get('v')!r}; "
+                                     f"this kinebridge replays version {M.SCHEMA_VERSION} (replay it with the "
+                                     f"kinebridge that recorded it)")
+                seq, stamp_ns, src = h.get("seq"), h.get("stamp_ns"), h.get("src")
+                orig = {"src": src if type(src) is str else "", "topic": m.topic,
+                        "seq": seq if type(seq) is int and seq >= 0 else 0,
+                        "stamp_ns": stamp_ns if type(stamp_ns) is int else 0}
                 header = {k: v for k, v in h.items() if k not in _RESERVED}
-                header["replayed"] = True
-                publisher.publish(m.topic, header, m.arrays, derived=[orig])
+                publisher.publish(m.topic, header, m.arrays, derived=[orig], replayed=True)
                 sent += 1
                 bar.update()
         count += sent

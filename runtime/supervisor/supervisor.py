@@ -9,12 +9,12 @@
 * A dead **critical** node (the control node) escalates to a safe stop: every node is stopped and
   the supervisor itself connects to the arm and commands the controller's stop, so the arm holds
   still even if the control process died between setpoints.
-* :meth:`shutdown` (SIGTERM/SIGINT in ``kinebridge run``) stops the nodes in reverse start order
-  with SIGTERM — the control node decelerates to rest first — and SIGKILLs what is left after a
-  grace period.
+* :meth:`shutdown` (SIGTERM/SIGINT in ``kinebridge run``) stops the nodes with SIGTERM phase by
+  phase of their kind (:mod:`~kinebridge.runtime.supervisor.kinds`) — the control node decelerates
+  to rest first, the recorder goes last — and SIGKILLs what is left of a phase after a grace period.
 
-The supervisor publishes on its own endpoint (``estop``, ``task`` and ``supervisor/status``) and
-listens to every node's ``heartbeat``.
+The supervisor publishes on its own endpoint (``estop``, ``task``) and listens to every node's
+``heartbeat``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from pathlib import Path
 
 import zmq
 
-from kinebridge.runtime.bus import PRODUCER_IO_PRIORITY, CurveKeys, Publisher, Subscriber, io_thread_fifo
+from kinebridge.runtime.bus import messages as M
+from kinebridge.runtime.bus.sockets import PRODUCER_IO_PRIORITY, CurveKeys, Publisher, Subscriber, io_thread_fifo
 from kinebridge.runtime.config import RuntimeConfig
+from kinebridge.runtime.supervisor.kinds import NODE_KINDS
 
 __all__ = ["Supervisor", "NodeProcess", "safe_stop_arm"]
 
@@ -39,6 +41,7 @@ __all__ = ["Supervisor", "NodeProcess", "safe_stop_arm"]
 class NodeProcess:
     name: str
     critical: bool
+    kind: str = ""
     proc: subprocess.Popen | None = None
     started_s: float = 0.0
     last_heartbeat_s: float | None = None
@@ -57,15 +60,17 @@ class NodeProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
-def safe_stop_arm(realman_cfg, timeout_s: float = 3.0) -> str:
-    """Connect to the arm on its own and command the controller's stop; returns what happened.
+def safe_stop_arm(arm_cfg, timeout_s: float = 3.0) -> str:
+    """Connect to the arm on its own (the driver ``[arm]`` names) and command the controller's stop;
+    returns what happened.
 
     Used when the control process is gone: whatever it was doing, the controller is told to stop
     (``rm_set_arm_stop``), which holds the arm at its current position."""
-    from kinebridge.drivers.realman_arm import RealmanArm
+    from kinebridge.drivers.arm.factory import make_arm
 
-    cfg = realman_cfg.model_copy(update={"connect_timeout_s": min(realman_cfg.connect_timeout_s, timeout_s)})
-    arm = RealmanArm(cfg)
+    realman = arm_cfg.realman.model_copy(update={"connect_timeout_s": min(arm_cfg.realman.connect_timeout_s,
+                                                                           timeout_s)})
+    arm = make_arm(arm_cfg.model_copy(update={"realman": realman}))
     try:
         arm.connect()
         arm.stop()
@@ -82,7 +87,7 @@ def safe_stop_arm(realman_cfg, timeout_s: float = 3.0) -> str:
 class Supervisor:
     """Runs the nodes of ``cfg`` with logs and the config snapshot under ``run_dir``."""
 
-    def __init__(self, cfg: RuntimeConfig, run_dir: str | Path, *, listen=("heartbeat",), env: dict | None = None,
+    def __init__(self, cfg: RuntimeConfig, run_dir: str | Path, *, listen=(M.Heartbeat.TOPIC,), env: dict | None = None,
                  log=print):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -92,15 +97,17 @@ class Supervisor:
         self.config_path.write_text(cfg.model_dump_json(indent=2))
         self.env = env
         self.log = log
-        self.nodes = {n: NodeProcess(n, cfg.nodes[n].critical) for n in cfg.enabled_nodes()}
+        self.nodes = {n: NodeProcess(n, bool(cfg.nodes[n].critical), cfg.nodes[n].kind) for n in cfg.enabled_nodes()}
         self.ctx = zmq.Context()
         if cfg.control.realtime.priority > 0:     # an e-stop leaves at once, however busy the box is
             self.io_thread = io_thread_fifo(self.ctx, PRODUCER_IO_PRIORITY)
         curve = CurveKeys(cfg.bus.curve_keys, "supervisor") if cfg.bus.curve_keys else None
-        self.pub = Publisher(cfg.endpoint("supervisor"), "supervisor", ctx=self.ctx, curve=curve)
+        names = cfg.bus.names()
+        self.pub = Publisher(cfg.endpoint("supervisor"), "supervisor", ctx=self.ctx, curve=curve, kind="supervisor",
+                             names=names)
         servers = cfg.endpoints(exclude="supervisor")
         self.sub = Subscriber(list(servers), tuple(listen), ctx=self.ctx, curve=curve, servers=servers,
-                              name="supervisor")
+                              name="supervisor", names=names)
         self.failed: str | None = None
         self.events: list[tuple[float, str]] = []
         self.messages: list = []           # non-heartbeat messages received (for `kinebridge run`)
@@ -149,19 +156,21 @@ class Supervisor:
         batch = ([msg] if msg is not None else []) + self.sub.drain()
         now = time.monotonic()
         for m in batch:
-            if m.topic != "heartbeat":
+            if m.topic != M.Heartbeat.TOPIC:
                 self.messages.append(m)
                 continue
-            node = self.nodes.get(m.header.get("node"))
-            if node is None or node.proc is None or m.header.get("pid") != node.proc.pid:
-                continue                     # a heartbeat from a previous incarnation
+            hb: M.Heartbeat = m.body
+            node = self.nodes.get(hb.node)
+            if node is None or node.proc is None or hb.pid != node.proc.pid:
+                continue                     # a heartbeat from a previous incarnation (or from nobody we run)
             if node.last_heartbeat_s is None and node.died_s is not None:
                 node.restart_latency_s.append(now - node.died_s)
                 self._event(f"node {node.name} back after {now - node.died_s:.2f} s (restart {node.restarts})")
                 node.died_s = None
             node.last_heartbeat_s = now
-            node.status = m.header.get("status", "?")
-            node.detail = {k: v for k, v in m.header.items() if k not in ("seq", "stamp_ns", "src", "node", "pid")}
+            node.status = hb.status
+            node.detail = {"kind": hb.kind, "status": hb.status, "received": hb.received, "malformed": hb.malformed,
+                           "gaps": hb.gaps, "last_error": hb.last_error, **hb.detail}
         if self.failed:
             return
         timeout = self.cfg.supervisor.heartbeat_timeout_s
@@ -189,9 +198,9 @@ class Supervisor:
         if node.critical:
             self._event(f"critical node {node.name} died ({reason}); stopping the arm and the runtime")
             self.failed = f"critical node {node.name} died ({reason})"
-            self.pub.publish("estop", {"reason": self.failed})
+            self.pub.send(M.EStop(reason=self.failed[:2000]))
             self._stop_nodes(grace_s=1.0)
-            self._event(safe_stop_arm(self.cfg.arm.realman))
+            self._event(safe_stop_arm(self.cfg.arm))
             return
         if node.restarts >= self.cfg.supervisor.restart_limit:
             node.gave_up = True
@@ -207,34 +216,34 @@ class Supervisor:
         now = time.monotonic()
         return {n: {"pid": p.pid, "status": p.status, "critical": p.critical, "restarts": p.restarts,
                     "heartbeat_age_s": None if p.last_heartbeat_s is None else round(now - p.last_heartbeat_s, 3),
-                    **{k: v for k, v in p.detail.items() if k in ("realtime", "error", "ticks", "starved")}}
+                    **{k: v for k, v in p.detail.items() if k in ("realtime", "error", "ticks", "starved", "arm", "limits")}}
                 for n, p in self.nodes.items()}
 
     # ------------------------------------------------------------------------------ commands
-    def publish(self, topic: str, header=None, arrays=None, derived=()):
+    def send(self, body: M.Body, arrays=None, derived=()) -> M.Stamp:
+        """Publish a typed message from the supervisor (a task, an e-stop)."""
+        return self.pub.send(body, arrays, derived)
+
+    def publish(self, topic: str, header=None, arrays=None, derived=()) -> M.Stamp:
+        """Publish a raw header on ``topic`` as it is (unchecked: for fault tests and benchmarks)."""
         return self.pub.publish(topic, header, arrays, derived)
 
     def estop(self, reason: str = "operator") -> None:
-        self.pub.publish("estop", {"reason": reason})
+        self.pub.send(M.EStop(reason=reason))
 
     # ------------------------------------------------------------------------------ shutdown
     def _stop_nodes(self, grace_s: float = 3.0) -> None:
-        procs = [p for p in reversed(list(self.nodes.values())) if p.alive()]
-        # the control node first (it decelerates to rest), then the producers, the recorder last
-        procs.sort(key=lambda p: (not p.critical, p.name == "recorder"))
-        for p in procs:
-            if p.name == "recorder":
-                continue
-            p.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for p in procs:
-            if p.name == "recorder":
-                continue
-            self._reap(p, deadline)
-        for p in procs:
-            if p.name == "recorder":        # last, so it records everyone's final messages
+        """SIGTERM the nodes phase by phase of their kind (kinds.py): the control node first (it
+        decelerates to rest), then the producers, the recorder last (it records everyone's final
+        messages); each phase gets ``grace_s`` before what is left is killed."""
+        alive = [p for p in self.nodes.values() if p.alive()]
+        for phase in sorted({NODE_KINDS[p.kind].stop_phase for p in alive}):
+            procs = [p for p in alive if NODE_KINDS[p.kind].stop_phase == phase]
+            for p in procs:
                 p.proc.send_signal(signal.SIGTERM)
-                self._reap(p, time.monotonic() + grace_s)
+            deadline = time.monotonic() + grace_s
+            for p in procs:
+                self._reap(p, deadline)
 
     @staticmethod
     def _reap(p: NodeProcess, deadline: float) -> None:

@@ -1,6 +1,6 @@
 """The trajectory node's planning core: skill + task frames → LFE-KMP → IK → timestamped joint chunks.
 
-No I/O here. A :class:`Skill` is a set of demonstrations (flange position and orientation in the
+No I/O here. A :class:`~kinebridge.runtime.skills.format.Skill` is a set of demonstrations (flange position and orientation in the
 RM75 base frame) with their task frames [start pose, goal frame]. :class:`SkillPlanner` fits
 LFE-KMP once, then for new task frames
 
@@ -15,7 +15,8 @@ LFE-KMP once, then for new task frames
 4. converts it to joint space with one compiled :func:`~kinebridge.kernels.rm75.ik_path` call seeded
    at the current joints, checks the IK errors, and slows the motion down (never up, at most
    ``max_slowdown`` times; the speed used is ``JointPlan.speed``) until joint speeds and
-   accelerations are within the RM75's limits. A goal it cannot plan raises :class:`PlanError`
+   accelerations are within the limits the control loop enforces (``ArmModel.limits``, less
+   ``limit_margin``), so the loop's limiter never has to act on a plan. A goal it cannot plan raises :class:`PlanError`
    naming the goal and the worst error (or the joint over its limit) — never NaN or a jump.
 
 :meth:`SkillPlanner.replan` handles new task parameters mid-motion: the new goal is generalised with
@@ -26,197 +27,26 @@ starts where the old one is, and the control loop's seam blend joins the velocit
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from scipy.interpolate import CubicSpline
 
+from kinebridge.drivers.arm.limits import JointLimits
+from kinebridge.drivers.arm.model import ArmModel, arm_model
 from kinebridge.kernels import quaternion as quat
 from kinebridge.kernels import rm75
-from kinebridge.kernels.lfe_kmp import LFEKMP, Demonstration, TaskFrame
+from kinebridge.kernels.lfe_kmp import LFEKMP, TaskFrame
+from kinebridge.runtime.skills.format import Skill, task_frame_from_pose7
+from kinebridge.runtime.trajectory.config import PlannerConfig
 
-__all__ = ["Skill", "PlannerConfig", "JointPlan", "PlanError", "SkillPlanner", "chunks", "bundled_skill",
-           "bundled_skill_names", "pouring_skill", "write_bundled_skills", "task_frame_from_pose7",
-           "pose7_from_task_frame", "cup_frame"]
-
-SKILL_DIR = Path(__file__).parent / "skills"
-SKILL_FORMAT = "kinebridge-skill-1"
+__all__ = ["PlannerConfig", "JointPlan", "PlanError", "SkillPlanner", "chunks", "phase_profile"]
 
 
 class PlanError(ValueError):
     """A goal that cannot be planned (unreachable, too fast); the text says which and why."""
-
-
-# ---------------------------------------------------------------------------------- skills
-@dataclass
-class Skill:
-    """Demonstrations of one skill with their task frames ``frames[i] = [start, goal]``."""
-
-    name: str
-    demos: list
-    frames: list
-    description: str = ""
-
-    @property
-    def duration(self) -> float:
-        return float(np.median([d.t[-1] - d.t[0] for d in self.demos]))
-
-    def save(self, path) -> None:
-        """One ``.npz`` (no pickle): ``demo{i}_t|position|orientation``, ``frame{i}_{p}_origin|rotation``."""
-        arrays = {"meta": np.array(json.dumps({"format": SKILL_FORMAT, "name": self.name, "n_demos": len(self.demos),
-                                               "n_frames": len(self.frames[0]), "description": self.description}))}
-        for i, d in enumerate(self.demos):
-            arrays[f"demo{i}_t"] = np.asarray(d.t, float)
-            arrays[f"demo{i}_position"] = np.asarray(d.position, float)
-            if d.orientation is not None:
-                arrays[f"demo{i}_orientation"] = np.asarray(d.orientation, float)
-            for p, f in enumerate(self.frames[i]):
-                arrays[f"frame{i}_{p}_origin"] = np.asarray(f.origin, float)
-                arrays[f"frame{i}_{p}_rotation"] = np.asarray(f.rotation, float)
-        np.savez_compressed(path, **arrays)
-
-    @classmethod
-    def load(cls, path) -> "Skill":
-        """Read a file written by :meth:`save`; ValueError naming the bad or missing entry otherwise."""
-        path = Path(path)
-        fix = "regenerate it with Skill.save (bundled skills: write_bundled_skills())"
-        try:
-            z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise ValueError(f"{path}: not a kinebridge skill file ({exc}); write one with Skill.save") from None
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path}: a single .npy array, not a kinebridge skill file (.npz); "
-                             "write one with Skill.save")
-        with z:
-            def entry(key):
-                if key not in z.files:
-                    raise ValueError(f"{path}: missing {key!r} — the file is incomplete; {fix}")
-                try:
-                    return z[key]
-                except (ValueError, OSError, EOFError) as exc:   # object arrays (pickle), damaged member
-                    raise ValueError(f"{path}: {key!r} cannot be read ({exc}); {fix}") from None
-
-            if "meta" not in z.files:
-                raise ValueError(f"{path}: no 'meta' entry — not a kinebridge skill file (write one with Skill.save)")
-            raw = entry("meta")
-            try:
-                meta = json.loads(str(raw)) if raw.dtype.kind == "U" and raw.ndim == 0 else None
-            except json.JSONDecodeError:
-                meta = None
-            if not isinstance(meta, dict):
-                raise ValueError(f"{path}: 'meta' is not a JSON object string — the file is damaged; {fix}")
-            if meta.get("format") != SKILL_FORMAT:
-                raise ValueError(f"{path}: 'meta' format {meta.get('format')!r}, expected {SKILL_FORMAT!r}; {fix}")
-            for key, kind in (("name", str), ("n_demos", int), ("n_frames", int)):
-                v = meta.get(key)
-                if not isinstance(v, kind) or isinstance(v, bool) or (kind is int and v < 1):
-                    raise ValueError(f"{path}: 'meta' field {key!r} must be "
-                                     f"{'a string' if kind is str else 'a positive integer'}, got {v!r}; {fix}")
-
-            def get(key, shape):
-                a = entry(key)
-                if a.dtype.kind != "f" or a.shape != shape or not np.all(np.isfinite(a)):
-                    want = "×".join(str(n) for n in shape) or "scalar"
-                    raise ValueError(f"{path}: {key!r} must hold finite floats of shape ({want}), "
-                                     f"got {a.dtype} {a.shape}; {fix}")
-                return a
-
-            demos, frames = [], []
-            for i in range(meta["n_demos"]):
-                t = entry(f"demo{i}_t")
-                if (t.dtype.kind != "f" or t.ndim != 1 or t.size < 3 or not np.all(np.isfinite(t))
-                        or np.any(np.diff(t) <= 0)):
-                    raise ValueError(f"{path}: 'demo{i}_t' must hold at least 3 finite, strictly increasing times "
-                                     f"(float, shape (T,)), got {t.dtype} {t.shape}; {fix}")
-                n = t.size
-                pos = get(f"demo{i}_position", (n, 3))
-                ori = get(f"demo{i}_orientation", (n, 4)) if f"demo{i}_orientation" in z.files else None
-                if ori is not None and np.abs(np.linalg.norm(ori, axis=1) - 1).max() > 1e-6:
-                    raise ValueError(f"{path}: 'demo{i}_orientation' must hold unit quaternions (w, x, y, z); {fix}")
-                demos.append(Demonstration(t=t, position=pos, orientation=ori))
-                row = []
-                for p in range(meta["n_frames"]):
-                    R = get(f"frame{i}_{p}_rotation", (3, 3))
-                    if np.abs(R.T @ R - np.eye(3)).max() > 1e-6 or np.linalg.det(R) < 0:
-                        raise ValueError(f"{path}: 'frame{i}_{p}_rotation' is not a proper rotation matrix; {fix}")
-                    row.append(TaskFrame(get(f"frame{i}_{p}_origin", (3,)), R))
-                frames.append(row)
-        if any((d.orientation is None) != (demos[0].orientation is None) for d in demos):
-            raise ValueError(f"{path}: some demonstrations have orientations and some do not; {fix}")
-        return cls(meta["name"], demos, frames, str(meta.get("description", "")))
-
-
-def cup_frame(x: float, y: float, z: float, yaw: float) -> TaskFrame:
-    """The goal frame of the pouring skill: origin at the cup, z towards the table, turned by ``yaw``."""
-    from kinebridge.bench.synthetic_skills import arm_cup_frame
-    return arm_cup_frame(x, y, z, yaw)
-
-
-def pouring_skill() -> Skill:
-    """The bundled pour: 6 demonstrations an RM75-B executes with the tool pointing down."""
-    from kinebridge.bench.synthetic_skills import arm_pouring_demos
-    demos, frames = arm_pouring_demos(n_demos=6, n_points=200, seed=0, duration=4.0)
-    return Skill("pour", demos, frames, "lift from a grasp pose, carry to a cup, tilt 69° over it (synthetic, seeded)")
-
-
-def write_bundled_skills(directory=SKILL_DIR) -> list[Path]:
-    """(Re)generate the skill files shipped with kinebridge."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    out = d / "pour.npz"
-    pouring_skill().save(out)
-    return [out]
-
-
-def bundled_skill_names() -> list[str]:
-    return sorted(p.stem for p in SKILL_DIR.glob("*.npz"))
-
-
-def bundled_skill(name: str = "pour") -> Skill:
-    path = SKILL_DIR / f"{name}.npz"
-    if not path.is_file():
-        raise ValueError(f"no bundled skill {name!r}; available: {bundled_skill_names()} (or give a .npz path)")
-    return Skill.load(path)
-
-
-def task_frame_from_pose7(pose7) -> TaskFrame:
-    """[x, y, z, qw, qx, qy, qz] → :class:`TaskFrame`."""
-    T = rm75.pose7_to_matrix(np.asarray(pose7, float))
-    return TaskFrame(T[:3, 3].copy(), T[:3, :3].copy())
-
-
-def pose7_from_task_frame(f: TaskFrame) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = f.rotation, f.origin
-    return rm75.matrix_to_pose7(T)
-
-
-# --------------------------------------------------------------------------------- planning
-class PlannerConfig(BaseModel):
-    """Settings of the trajectory planner (the ``[trajectory]`` table feeds these)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dt: float = Field(0.01, gt=0.0005, le=0.1, description="joint sample period (s)")
-    speed: float = Field(1.0, gt=0.0, le=4.0, description="time scaling of the demonstrated duration")
-    chunk_len: int = Field(50, ge=2, le=2000)
-    d7: float = Field(rm75.D7_B, gt=0.0, lt=0.5, description="flange length of the RM75 variant (m)")
-    max_joint_step: float = Field(0.1, gt=0.0, le=1.0, description="largest IK joint change between samples (rad)")
-    start_blend: float = Field(0.2, gt=0.0, le=1.0, description="share of the motion over which the start offset fades")
-    rest_ramp: float = Field(0.12, ge=0.0, le=0.5,
-                             description="share of the motion at each end over which the phase speed eases to rest")
-    n_components: int = Field(6, ge=1, le=30, description="GMM components of the LFE-KMP fit")
-    n_ref: int = Field(100, ge=10, le=1000, description="LFE-KMP reference points")
-    pos_tol: float = Field(1e-4, gt=0.0, description="largest IK position error accepted (m)")
-    rot_tol: float = Field(1e-3, gt=0.0, description="largest IK rotation error accepted (rad)")
-    max_slowdown: float = Field(4.0, ge=1.0, le=20.0,
-                                description="how many times slower than `speed` a plan may be re-timed to fit the "
-                                            "joint limits before it is rejected")
 
 
 @dataclass
@@ -279,11 +109,14 @@ def _rot_errors(q, T_target, d7):
 
 
 class SkillPlanner:
-    """LFE-KMP fitted once on ``skill``; :meth:`plan` / :meth:`replan` give joint plans."""
+    """LFE-KMP fitted once on ``skill``; :meth:`plan` / :meth:`replan` give joint plans for ``arm``
+    (its kinematics and the joint limits the control loop enforces — :meth:`set_limits` when the
+    control node announces them)."""
 
-    def __init__(self, skill: Skill, config: PlannerConfig | None = None):
+    def __init__(self, skill: Skill, config: PlannerConfig | None = None, arm: ArmModel | None = None):
         self.skill = skill
         self.cfg = config or PlannerConfig()
+        self.arm = arm or arm_model("RM75-B")
         t = time.perf_counter()
         self.model = LFEKMP(n_components=self.cfg.n_components, n_ref=self.cfg.n_ref).fit(skill.demos, skill.frames)
         self.fit_ms = (time.perf_counter() - t) * 1e3
@@ -292,12 +125,16 @@ class SkillPlanner:
     def _warm_up(self) -> None:
         """Run the whole pipeline once (spline, geodesics, compiled IK) so the first task is fast."""
         d = self.skill.demos[0]
-        r = rm75.ik(np.concatenate([d.position[0], d.orientation[0]]), rm75.Q_HOME, self.cfg.d7)
+        r = rm75.ik(np.concatenate([d.position[0], d.orientation[0]]), rm75.Q_HOME, self.arm.d7)
         if r.ok:
             try:
                 self.plan(self.skill.frames[0][1], q_start=r.q, t_start=0.0)
             except PlanError:
                 pass
+
+    def set_limits(self, limits: JointLimits) -> None:
+        """Plan within ``limits`` from now on (the limits the control loop enforces)."""
+        self.arm = self.arm.with_limits(limits)
 
     def generalize(self, frames):
         """LFE-KMP for ``frames`` (eq. (6)): reference times, positions (N, 3), quaternions (N, 4)."""
@@ -342,8 +179,8 @@ class SkillPlanner:
         """IK of the whole path in one compiled call, seeded at ``q_start``; PlanError on any miss."""
         cfg = self.cfg
         T = rm75.pose7_to_matrix(pose)
-        q, ok = rm75.ik_path(T, q_start, cfg.d7, max_step=cfg.max_joint_step)
-        pe, re = _rot_errors(q, T, cfg.d7)
+        q, ok = rm75.ik_path(T, q_start, self.arm.d7, max_step=cfg.max_joint_step)
+        pe, re = _rot_errors(q, T, self.arm.d7)
         if not ok.all() or pe.max() > cfg.pos_tol or re.max() > cfg.rot_tol:
             i = int(np.argmax(pe / cfg.pos_tol + re / cfg.rot_tol))
             raise PlanError(f"the goal at {np.round(goal.origin, 3).tolist()} m is out of the arm's reach: IK misses "
@@ -358,8 +195,9 @@ class SkillPlanner:
         Slowing the phase down by a factor r divides joint velocities by r and accelerations by r²,
         hence max(velocity ratio, √acceleration ratio)."""
         dt = self.cfg.dt
-        v = np.abs(np.diff(q, axis=0)) / dt / rm75.QD_MAX
-        a = np.abs(np.diff(q, n=2, axis=0)) / dt ** 2 / rm75.QDD_MAX
+        lim, keep = self.arm.limits, 1.0 - self.cfg.limit_margin     # what the loop enforces, with a margin
+        v = np.abs(np.diff(q, axis=0)) / dt / (lim.qd_max * keep)
+        a = np.abs(np.diff(q, n=2, axis=0)) / dt ** 2 / (lim.qdd_max * keep)
         rv = v.max(axis=0) if v.size else np.zeros(7)
         ra = np.sqrt(a.max(axis=0)) if a.size else np.zeros(7)
         jv, ja = int(np.argmax(rv)), int(np.argmax(ra))
@@ -399,7 +237,7 @@ class SkillPlanner:
         if q_start is None:
             raise PlanError("plan() needs the arm's current joints q_start")
         q_start = np.asarray(q_start, float)
-        pose_now = rm75.matrix_to_pose7(rm75.fk(q_start, self.cfg.d7))
+        pose_now = rm75.matrix_to_pose7(rm75.fk(q_start, self.arm.d7))
         start = start_pose if start_pose is not None else task_frame_from_pose7(pose_now)
         frames = [start, goal]
         u, pose, q, pe, re, speed, timings = self._build(frames, 0.0, pose_now, q_start)
@@ -415,7 +253,7 @@ class SkillPlanner:
         t = time.perf_counter()
         k = plan.index_at(t_now)
         q_here = plan.q_at(t_now) if q_now is None else np.asarray(q_now, float)
-        pose_here = rm75.matrix_to_pose7(rm75.fk(q_here, self.cfg.d7))
+        pose_here = rm75.matrix_to_pose7(rm75.fk(q_here, self.arm.d7))
         phase = float(plan.phase[k])
         frames = [plan.frames[0], goal]
         u, pose, q, pe, re, speed, timings = self._build(frames, phase, pose_here, q_here)

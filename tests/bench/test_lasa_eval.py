@@ -51,7 +51,7 @@ def test_frames_point_from_start_to_end():
 
 
 def _run(*args, tmp_path):
-    return subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli.main", *args], capture_output=True, text=True,
                           cwd=tmp_path, timeout=600)
 
 

@@ -10,12 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from kinebridge.runtime.realtime import CycleTimer, configure_realtime
+from kinebridge.drivers.host.realtime import CycleTimer, configure_realtime
 
 
 def test_configure_realtime_reports_instead_of_failing():
     # in a child: SCHED_FIFO / mlockall must not leak into the test process
-    code = ("import json; from kinebridge.runtime.realtime import configure_realtime as c; "
+    code = ("import json; from kinebridge.drivers.host.realtime import configure_realtime as c; "
             "r = c(priority=10, cpus=(0,), lock_memory=True); "
             "print(json.dumps({'fifo': r.sched_fifo, 'cpus': r.cpus, 'mlock': r.mlockall, "
             "'slack': r.timer_slack_ns, 'notes': r.notes, 'summary': r.summary()}))")
@@ -78,7 +78,7 @@ def test_pm_qos_request_is_held_or_reported(tmp_path):
     is open); where the device is missing or refused, configure_realtime reports why instead of failing."""
     import os
 
-    from kinebridge.runtime import realtime
+    from kinebridge.drivers.host import realtime
 
     target = tmp_path / "cpu_dma_latency"          # a stand-in file: the kernel device needs root
     target.write_bytes(b"")

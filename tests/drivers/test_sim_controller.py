@@ -29,9 +29,10 @@ import time
 import numpy as np
 import pytest
 
-from kinebridge.drivers import realman_protocol as proto
-from kinebridge.drivers.sim_controller import SimController, passthrough_checksum, spawn_sim
-from kinebridge.drivers.sim_dynamics import ArmSim, GripperSim, trapezoid_duration
+from kinebridge.drivers.realman import protocol as proto
+from kinebridge.drivers.realman.sim.controller import SimController, passthrough_checksum, spawn_sim
+from kinebridge.kernels.stats import KEYS as STATS_KEYS
+from kinebridge.drivers.realman.sim.dynamics import ArmSim, GripperSim, trapezoid_duration
 from kinebridge.kernels import rm75
 
 DEG = math.pi / 180.0
@@ -727,17 +728,17 @@ def test_stats_checksum_and_arrival_stamps(client, sim):
     assert passthrough_checksum(rows[::-1]) != passthrough_checksum(rows)              # order-sensitive
     arr = st["arrival_ns"]
     assert len(arr) == 50 and arr == sorted(arr) and t_before <= arr[0] <= time.monotonic_ns()
-    assert st["push"]["cycle_ms"] == 5 and set(st["push"]["period_error_us"]) == {"n", "p50", "p99", "max"}
+    assert st["push"]["cycle_ms"] == 5 and set(st["push"]["period_error_us"]) == set(STATS_KEYS)
     assert client.ask({"command": "kinebridge_sim_reset_stats"}) == {"command": "kinebridge_sim_reset_stats",
                                                                      "state": True}
     assert sim.stats()["passthrough"]["received"] == 0 and passthrough_checksum([[-5] * 7]) == (-35) % (1 << 61)
 
 
 def test_cli_sim_help_and_ready_line():
-    r = subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli", "sim", "--help"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli.main", "sim", "--help"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and "--push-port" in r.stdout and "SDK" in r.stdout
-    p = subprocess.Popen([sys.executable, "-m", "kinebridge.runtime.cli", "sim", "--port", "0", "--push-port", "0",
+    p = subprocess.Popen([sys.executable, "-m", "kinebridge.runtime.cli.main", "sim", "--port", "0", "--push-port", "0",
                           "--cycle", "2", "--model", "RM75-6F", "--gen", "4", "--rt-priority", "0"],
                          stdout=subprocess.PIPE, text=True)
     try:
@@ -745,6 +746,10 @@ def test_cli_sim_help_and_ready_line():
         assert ready["event"] == "ready" and ready["port"] > 0 and ready["push_port"] > 0
         c = Raw(ready["port"])
         assert c.ask({"command": "get_realtime_push"})["cycle"] == 2
+        # alone, it starts in the ready pose, not at the all-zero (singular) posture
+        from kinebridge.drivers.realman.sim.options import READY_DEG
+        np.testing.assert_allclose(np.array(c.ask({"command": "get_joint_degree"})["joint"]) / 1000.0, READY_DEG,
+                                   atol=1e-3)
         c.close()
     finally:
         p.terminate()
@@ -760,7 +765,8 @@ def test_port_in_use_is_a_clear_error(sim):
 @pytest.fixture(scope="module")
 def sdk_session():
     """Two simulators in child processes, one SDK session script in a third; its JSON results."""
-    with spawn_sim() as a, spawn_sim(model="RM75-6F", gen=4) as b:
+    zero = (0.0,) * 7        # the session's moves and streams are written from the all-zero posture
+    with spawn_sim(initial_joints_deg=zero) as a, spawn_sim(model="RM75-6F", gen=4, initial_joints_deg=zero) as b:
         assert a.alive() and a.pid > 0 and a.port != b.port
         t0 = time.monotonic()
         r = subprocess.run([sys.executable, __file__, "--sdk-session", json.dumps(

@@ -14,20 +14,16 @@ and drives it through the same driver and the same official SDK a user runs.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 
 import pytest
 
-from kinebridge.drivers.realman_arm import RealmanArm, RealmanConfig
+from kinebridge.drivers.arm.model import arm_model
+from kinebridge.drivers.host.net import free_udp_port
+from kinebridge.drivers.realman.arm import RealmanArm, RealmanConfig
 
 REAL_ARM = os.environ.get("KINEBRIDGE_ARM")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ARM_MODEL = os.environ.get("KINEBRIDGE_ARM_MODEL", "RM75-B")
 
 
 @dataclass
@@ -43,9 +39,13 @@ class Target:
         return self.sim is None
 
     def config(self, **overrides) -> RealmanConfig:
-        base = dict(ip=self.ip, port=self.port, udp_port=self.udp_port, speed_fraction=self.speed_fraction)
+        base = dict(ip=self.ip, port=self.port, udp_port=self.udp_port)
         base.update(overrides)
         return RealmanConfig(**base)
+
+    def driver(self, **overrides) -> RealmanArm:
+        """A driver for the target arm (``KINEBRIDGE_ARM_MODEL``, default RM75-B) at the suite's speed."""
+        return RealmanArm(self.config(**overrides), arm_model(ARM_MODEL, self.speed_fraction))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def target():
                      int(os.environ.get("KINEBRIDGE_ARM_UDP_PORT", "8089")), None,
                      float(os.environ.get("KINEBRIDGE_HIL_SPEED", "0.1")))
         return
-    from kinebridge.drivers.sim_controller import spawn_sim
+    from kinebridge.drivers.realman.sim.controller import spawn_sim
 
     udp = free_udp_port()
     with spawn_sim(port=0, push_port=udp) as sim:
@@ -64,7 +64,7 @@ def target():
 
 @pytest.fixture
 def arm(target):
-    drv = RealmanArm(target.config())
+    drv = target.driver()
     drv.connect()
     if drv.read_state().errors:
         drv.clear_errors()

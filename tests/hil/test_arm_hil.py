@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from kinebridge.bench.arm_stream import minimum_jerk, peak_speed_minimum_jerk, stream
-from kinebridge.drivers.arm import ArmConnectionError, ControllerError, LinkLost, SetpointRejected
-from kinebridge.drivers.realman_arm import RealmanArm
+from kinebridge.drivers.arm.driver import ArmConnectionError, ControllerError, LinkLost, SetpointRejected
+from kinebridge.drivers.realman.arm import RealmanArm
 from kinebridge.kernels import rm75
 
 DEG = np.pi / 180
@@ -149,14 +149,14 @@ def test_controller_error_surfaces_with_code(arm, target):
 def test_dropped_link_detected_and_reconnected(target):
     if target.real:
         pytest.skip("dropping the link of a real arm needs a cable pull; do it by hand (README checklist)")
-    from kinebridge.drivers.sim_controller import spawn_sim
+    from kinebridge.drivers.realman.sim.controller import spawn_sim
 
     # a private controller this test may kill, on its own loopback address: the SDK's UDP callback is
     # process-global and the driver tells arms apart by the address their push comes from
     host = "127.0.0.2"
     sim = spawn_sim(host=host, port=0, push_port=target.udp_port)
     try:
-        drv = RealmanArm(target.config(ip=host, port=sim.port))
+        drv = target.driver(ip=host, port=sim.port)
         drv.connect()
         lost = []
         drv.on_link_lost(lambda why: lost.append(time.monotonic_ns()))
@@ -188,6 +188,6 @@ def test_connect_to_nothing_fails_clearly(target):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         unused = s.getsockname()[1]
-    drv = RealmanArm(target.config(ip="127.0.0.1", port=unused, connect_timeout_s=0.5))
+    drv = target.driver(ip="127.0.0.1", port=unused, connect_timeout_s=0.5)
     with pytest.raises(ArmConnectionError, match="could not connect"):
         drv.connect()

@@ -62,12 +62,15 @@ def test_reading_a_config_does_not_load_numba():
     import subprocess
     import sys
 
-    code = ("import sys, kinebridge.runtime.node, kinebridge.runtime.recorder_node\n"
+    code = ("import sys, kinebridge.runtime.node, kinebridge.runtime.recording.node\n"
             "from kinebridge.runtime.config import load_config\n"
             "load_config(None)\n"
             "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+    from kinebridge.drivers.arm.config import ARM_MODEL_NAMES, ArmConfig
+    from kinebridge.drivers.arm.model import ARM_MODELS, arm_model
+    from kinebridge.drivers.realman.sim.options import MODEL_NAMES
     from kinebridge.kernels import rm75
-    from kinebridge.runtime.control_config import ControlConfig
-    assert ControlConfig().d7 == rm75.D7_B
+    assert arm_model(ArmConfig().model).d7 == rm75.D7_B          # the default arm is the RM75-B
+    assert set(ARM_MODEL_NAMES) == set(ARM_MODELS) == set(MODEL_NAMES)   # the light copies of the model names agree

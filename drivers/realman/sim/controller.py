@@ -3,12 +3,12 @@
 RealMan's official SDK (robotic-arm 1.1.6, ``Robotic_Arm.rm_robot_interface.RoboticArm``) connects to
 it unmodified. It is kinebridge's default arm without hardware, the CI target and the target of the
 hardware-in-the-loop suite. Protocol facts: ``shared/reference/realman-protocol.md``; the joint model:
-:mod:`kinebridge.drivers.sim_dynamics`; framing, units and reply shapes:
-:mod:`kinebridge.drivers.realman_protocol`.
+:mod:`kinebridge.drivers.realman.sim.dynamics`; framing, units and reply shapes:
+:mod:`kinebridge.drivers.realman.protocol`.
 
 Run it::
 
-    kinebridge sim --port 8080 --push-port 8089            # or: python -m kinebridge.drivers.sim_controller
+    kinebridge sim --port 8080 --push-port 8089            # or: python -m kinebridge.drivers.realman.sim.controller
     sim = SimController(port=0, push_port=0).start()        # in-process (tests); sim.port, sim.push_port
     with spawn_sim() as p: ...                              # subprocess; p.port, p.push_port, p.kill()
 
@@ -104,14 +104,21 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kinebridge.drivers import realman_protocol as proto
-from kinebridge.drivers.sim_dynamics import ArmSim, Completion, GripperSim, default_limits
+from kinebridge.drivers.arm.driver import JointLimits
+from kinebridge.drivers.arm.model import ARM_MODELS, arm_model
+from kinebridge.drivers.host.net import free_udp_port
+from kinebridge.drivers.host.realtime import set_timer_slack_ns, try_sched_fifo
+from kinebridge.drivers.realman import protocol as proto
+from kinebridge.drivers.realman.sim.dynamics import ArmSim, Completion, GripperSim
+from kinebridge.drivers.realman.sim.options import READY_DEG, add_arguments  # noqa: F401 (shared with `kinebridge sim`)
 from kinebridge.kernels import rm75 as kin
+from kinebridge.kernels.stats import summary
 
 __all__ = ["SimController", "SimProcess", "spawn_sim", "passthrough_checksum", "main", "MODELS"]
 
 #: Product versions the simulator can pretend to be → d7 (m).
-MODELS = {"RM75-B": kin.D7_B, "RM75-6F": kin.D7_6F}
+MODELS = ARM_MODELS      # the arm models the simulator can be (kinebridge.drivers.arm.model)
+
 _CHECKSUM_MOD = 1 << 61
 _ARRIVALS_KEPT = 20000
 _PERIOD_SAMPLES_KEPT = 200_000
@@ -206,12 +213,8 @@ def _bool(msg: dict, key: str, default: bool | None = None) -> bool | None:
     return None
 
 
-def _percentiles_us(samples) -> dict:
-    if not samples:
-        return {"n": 0, "p50": None, "p99": None, "max": None}
-    a = np.fromiter(samples, dtype=np.int64)
-    return {"n": int(a.size), "p50": round(float(np.percentile(a, 50)) / 1000.0, 1),
-            "p99": round(float(np.percentile(a, 99)) / 1000.0, 1), "max": round(float(a.max()) / 1000.0, 1)}
+def _percentiles_us(samples_ns) -> dict:
+    return summary(np.fromiter(samples_ns, dtype=np.int64, count=len(samples_ns)), 1e-3, digits=1)
 
 
 # ------------------------------------------------------------------------------------ controller
@@ -225,7 +228,7 @@ class SimController:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, push_port: int = 8089, cycle: int = 1,
                  model: str = "RM75-B", gen: int = 3, *, q0=None, log: bool = False, log_stream=None,
-                 gripper_duration: float = 1.0, realtime: int = 0):
+                 gripper_duration: float = 1.0, realtime: int = 0, joint_speed_scale: float = 1.0):
         if model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
         if gen not in (3, 4):
@@ -238,9 +241,15 @@ class SimController:
             raise ValueError("port and push_port must be 0…65535 (0 = pick a free one)")
         self.host = host
         self.port = int(port)
-        self.push_port = int(push_port) or _free_udp_port(host)
+        self.push_port = int(push_port) or free_udp_port(host)
         self.model, self.gen = model, int(gen)
-        self.d7 = MODELS[model]
+        if not 0.0 < float(joint_speed_scale) <= 1.0:
+            raise ValueError(f"joint_speed_scale must be in (0, 1], got {joint_speed_scale!r}")
+        arm_facts = arm_model(model)
+        self.d7 = arm_facts.d7
+        lim = arm_facts.limits
+        # a controller configured with slower joints reports (and enforces) lower speed limits
+        limits = JointLimits(lim.q_min, lim.q_max, lim.qd_max * float(joint_speed_scale), lim.qdd_max)
         self._realtime = int(realtime)      # SCHED_FIFO priority for the push thread (0: normal scheduling)
         self._rt = False
         self._log_on = bool(log)
@@ -249,7 +258,7 @@ class SimController:
         self._t_start = time.monotonic_ns()
 
         self._lock = threading.Lock()
-        self.arm = ArmSim(d7=self.d7, limits=default_limits(), q0=q0, t0=self._now())
+        self.arm = ArmSim(d7=self.d7, limits=limits, q0=q0, t0=self._now())
         self.gripper = GripperSim(duration=gripper_duration)
         # push configuration (set_realtime_push)
         self._push_cycle = int(cycle)
@@ -505,9 +514,9 @@ class SimController:
         return json.dumps(msg, separators=(",", ":")).encode("utf-8")
 
     def _push_loop(self) -> None:
-        _set_timer_slack_ns(1)
+        set_timer_slack_ns(1)
         if self._realtime:
-            self._rt = _try_sched_fifo(self._realtime)
+            self._rt = try_sched_fifo(self._realtime)
         period = self._push_cycle * 5_000_000
         deadline = time.monotonic_ns() + period
         while self._running:
@@ -914,33 +923,6 @@ def _sleep_until(deadline_ns: int) -> None:
             time.sleep(0)                  # releases the GIL while spinning
 
 
-def _try_sched_fifo(priority: int) -> bool:
-    """Put the calling thread under SCHED_FIFO at ``priority``; False where not permitted."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(priority)))
-        return True
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def _set_timer_slack_ns(ns: int) -> None:
-    """PR_SET_TIMERSLACK for the calling thread (Linux); ignored where unavailable."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(29, ctypes.c_ulong(ns), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _free_udp_port(host: str) -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind((host if host not in ("", "0.0.0.0") else "127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
 def _warm_up_kinematics(d7: float) -> None:
     """Compile / load the Numba kinematics before the first request needs them."""
     q = np.asarray(kin.Q_HOME, dtype=float)
@@ -1050,8 +1032,8 @@ class SimProcess:
 
 def spawn_sim(port: int = 0, push_port: int = 0, host: str = "127.0.0.1", cycle: int = 1, model: str = "RM75-B",
               gen: int = 3, log: bool = False, timeout: float = 30.0, python: str | None = None,
-              rt_priority: int = 10, initial_joints_deg=None) -> SimProcess:
-    """Start ``python -m kinebridge.drivers.sim_controller`` and wait until it accepts TCP.
+              rt_priority: int = 10, initial_joints_deg=None, joint_speed_scale: float = 1.0) -> SimProcess:
+    """Start ``python -m kinebridge.drivers.realman.sim.controller`` and wait until it accepts TCP.
 
     ``port``/``push_port`` 0 let the child pick free ports; they are read from its ready line. Raises
     ``RuntimeError`` (with the child's stderr) if it exits or is not ready within ``timeout`` s. The
@@ -1061,13 +1043,15 @@ def spawn_sim(port: int = 0, push_port: int = 0, host: str = "127.0.0.1", cycle:
     """
     import select
 
-    args = [python or sys.executable, "-m", "kinebridge.drivers.sim_controller", "--host", host,
+    args = [python or sys.executable, "-m", "kinebridge.drivers.realman.sim.controller", "--host", host,
             "--port", str(int(port)), "--push-port", str(int(push_port)), "--cycle", str(int(cycle)),
             "--model", model, "--gen", str(int(gen)), "--exit-with-stdin"]
     if log:
         args.append("--log")
     if initial_joints_deg is not None:
         args.append("--initial-joints=" + ",".join(f"{float(x):.9g}" for x in initial_joints_deg))
+    if joint_speed_scale != 1.0:
+        args += ["--joint-speed-scale", repr(float(joint_speed_scale))]
     args += ["--rt-priority", str(int(rt_priority))]
     fd, err_path = tempfile.mkstemp(prefix="kinebridge-sim-", suffix=".stderr")
     with os.fdopen(fd, "wb") as err_file:
@@ -1113,30 +1097,10 @@ def spawn_sim(port: int = 0, push_port: int = 0, host: str = "127.0.0.1", cycle:
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m kinebridge.drivers.sim_controller",
+        prog="python -m kinebridge.drivers.realman.sim.controller",
         description="Simulated RealMan RM75 controller (JSON/TCP + UDP push, as RealMan's SDK 1.1.6 expects).")
     add_arguments(p)
     return p
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The simulator's options (shared with ``kinebridge sim``)."""
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    p.add_argument("--port", type=int, default=8080, help="TCP port of the JSON protocol; 0 picks a free one")
-    p.add_argument("--push-port", type=int, default=8089,
-                   help="UDP port the state push goes to until a client configures one; 0 picks a free one")
-    p.add_argument("--cycle", type=int, default=1, help="initial push period in units of 5 ms (1…100)")
-    p.add_argument("--model", choices=sorted(MODELS), default="RM75-B", help="arm variant (sets the flange length d7)")
-    p.add_argument("--gen", type=int, choices=(3, 4), default=3, help="controller generation of the software-info reply")
-    p.add_argument("--log", action="store_true", help="print a wire transcript (RX/TX with times) to stderr")
-    p.add_argument("--exit-with-stdin", action="store_true",
-                   help="shut down when stdin reaches EOF (spawn_sim uses it so the simulator never outlives "
-                        "the process that started it)")
-    p.add_argument("--initial-joints", default=None, metavar="DEG,...",
-                   help="joint angles the arm starts at, 7 comma-separated degrees (default: all zero)")
-    p.add_argument("--rt-priority", type=int, default=10,
-                   help="run the push thread under SCHED_FIFO at this priority (1…99) where the OS permits it "
-                        "(else normal scheduling, reported as push.sched_fifo in the stats); 0 = never")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -1153,6 +1117,7 @@ def serve(args: argparse.Namespace) -> int:
             if q0.shape != (7,):
                 raise ValueError(f"--initial-joints: expected 7 angles, got {q0.size}")
         sim = SimController(args.host, args.port, args.push_port, args.cycle, args.model, args.gen, q0=q0,
+                            joint_speed_scale=getattr(args, "joint_speed_scale", 1.0),
                             log=args.log, realtime=getattr(args, "rt_priority", 0))
         sim.start()
     except (OSError, ValueError) as exc:

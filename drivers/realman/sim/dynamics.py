@@ -75,8 +75,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kinebridge.drivers import realman_protocol as proto
-from kinebridge.drivers.arm import JointLimits
+from kinebridge.drivers.realman import protocol as proto
+from kinebridge.drivers.arm.driver import JointLimits
 from kinebridge.kernels import rm75 as kin
 
 __all__ = [
@@ -104,10 +104,11 @@ _LIMIT_EPS = 1e-9
 
 
 def default_limits(acc_deg: float = DEFAULT_ACC_DEG) -> JointLimits:
-    """RM75 joint limits from the kinematics module, with ``acc_deg`` °/s² on every joint."""
-    n = len(kin.Q_MIN)
-    return JointLimits(np.asarray(kin.Q_MIN, float).copy(), np.asarray(kin.Q_MAX, float).copy(),
-                       np.asarray(kin.QD_MAX, float).copy(), np.full(n, math.radians(acc_deg)))
+    """The RM75's joint limits (:func:`kinebridge.drivers.arm.model.arm_model`), with ``acc_deg`` °/s² on
+    every joint."""
+    from kinebridge.drivers.arm.model import arm_model
+    lim = arm_model("RM75-B").limits
+    return JointLimits(lim.q_min, lim.q_max, lim.qd_max, np.full(lim.dof, math.radians(acc_deg)))
 
 
 def trapezoid_duration(distance: float, v: float, a: float) -> float:

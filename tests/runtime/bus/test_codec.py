@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kinebridge.runtime.codec import MessageError, decode, encode
+from kinebridge.runtime.bus.codec import MessageError, decode, encode
 
 dtypes = st.sampled_from([np.bool_, np.int8, np.uint16, np.int32, np.int64, np.float32, np.float64, np.complex128,
                           np.dtype(">f8"), np.dtype("<i4")])

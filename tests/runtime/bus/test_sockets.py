@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import zmq
 
-from kinebridge.runtime.bus import (BusError, CurveKeys, Publisher, Subscriber, check_endpoint, endpoint_is_remote,
-                                    write_keys)
+from kinebridge.runtime.bus import messages as M
+from kinebridge.runtime.bus.sockets import (BusError, CurveKeys, Publisher, Subscriber, check_endpoint,
+                                            endpoint_is_remote, write_keys)
+
+
+from tests.runtime.conftest import A, B
+
+Q = np.zeros((50, 7))
 
 
 @pytest.fixture
@@ -18,7 +24,7 @@ def ep(tmp_path):
     return f"ipc://{tmp_path}/node.sock"
 
 
-def _pair(ep, topics=("a",), **kw):
+def _pair(ep, topics=(A,), **kw):
     pub = Publisher(ep, "producer")
     sub = Subscriber([ep], topics, **kw)
     time.sleep(0.15)  # slow joiner: let the subscription reach the publisher
@@ -26,18 +32,19 @@ def _pair(ep, topics=("a",), **kw):
 
 
 def test_stamps_and_arrays_arrive(ep):
-    pub, sub = _pair(ep, ("a",))
+    pub, sub = _pair(ep, ("chunk",))
     try:
         q = np.arange(21.0).reshape(3, 7)
-        s0 = pub.publish("a", {"t0": 1.5}, {"q": q})
-        s1 = pub.publish("a", {"t0": 2.5}, {"q": q + 1}, derived=[s0])
+        s0 = pub.send(M.Chunk(t0=1.5, dt=0.01), {"q": q})
+        s1 = pub.send(M.Chunk(t0=2.5, dt=0.01), {"q": q + 1}, derived=[s0])
         m0, m1 = sub.recv(1000), sub.recv(1000)
-        assert (m0.header["seq"], m1.header["seq"]) == (0, 1)
-        assert m0.header["src"] == "producer" and m0.header["t0"] == 1.5
+        assert (m0.header["seq"], m1.header["seq"]) == (0, 1) and m0.header["v"] == M.SCHEMA_VERSION
+        assert m0.header["src"] == "producer" and m0.header["t0"] == 1.5 and m0.body.t0 == 1.5
         assert m0.header["stamp_ns"] <= m1.header["stamp_ns"] <= time.monotonic_ns()
-        assert m1.header["derived"] == [["producer", "a", 0, s0["stamp_ns"]]]
+        assert m1.header["derived"] == [{"src": "producer", "topic": "chunk", "seq": 0, "stamp_ns": s0.stamp_ns}]
+        assert m1.derived == [s0] and m1.stamp == s1
         np.testing.assert_array_equal(m1.arrays["q"], q + 1)
-        assert s1["seq"] == 1 and s1["topic"] == "a"
+        assert s1.seq == 1 and s1.topic == "chunk"
     finally:
         pub.close(), sub.close()
 
@@ -45,27 +52,27 @@ def test_stamps_and_arrays_arrive(ep):
 def test_topics_are_exact_names(ep):
     pub, sub = _pair(ep, ("chunk",))
     try:
-        pub.publish("chunks", {"x": 1})      # shares the prefix, must not be delivered
-        pub.publish("chunk", {"x": 2})
+        pub.publish("chunks", {"t0": 1.0, "dt": 0.01}, {"q": Q})      # shares the prefix, must not be delivered
+        pub.publish("chunk", {"t0": 2.0, "dt": 0.01}, {"q": Q})
         m = sub.recv(1000)
-        assert m.topic == "chunk" and m.header["x"] == 2
+        assert m.topic == "chunk" and m.body.t0 == 2.0
         assert sub.recv(50) is None
     finally:
         pub.close(), sub.close()
 
 
 def test_latest_keeps_the_newest_per_topic_and_counts_gaps(ep):
-    pub, sub = _pair(ep, ("a", "b"))
+    pub, sub = _pair(ep, (A, B))
     try:
         for i in range(20):
-            pub.publish("a", {"i": i})
-        pub.publish("b", {"i": 99})
+            pub.publish(A, {"i": i})
+        pub.publish(B, {"i": 99})
         time.sleep(0.1)
         newest = sub.latest()
-        assert newest["a"].header["i"] == 19 and newest["b"].header["i"] == 99
+        assert newest[A].header["i"] == 19 and newest[B].header["i"] == 99
         assert sub.counters.received == 21 and sub.counters.gaps == 0
-        pub._seq["a"] += 5                   # five messages "lost" upstream
-        pub.publish("a", {"i": 20})
+        pub._seq[A] += 5                     # five messages "lost" upstream
+        pub.publish(A, {"i": 20})
         assert sub.recv(1000).header["seq"] == 25
         assert sub.counters.gaps == 5
     finally:
@@ -74,12 +81,12 @@ def test_latest_keeps_the_newest_per_topic_and_counts_gaps(ep):
 
 def test_bounded_queue_drops_instead_of_blocking(ep):
     pub = Publisher(ep, "producer", sndhwm=10)
-    sub = Subscriber([ep], ("a",), rcvhwm=10)
+    sub = Subscriber([ep], ("chunk",), rcvhwm=10)
     time.sleep(0.15)
     try:
         t0 = time.perf_counter()
         for i in range(5000):
-            pub.publish("a", {"i": i}, {"q": np.zeros((50, 7))})
+            pub.send(M.Chunk(t0=float(i), dt=0.01), {"q": Q})
         assert time.perf_counter() - t0 < 5.0      # never blocked on the slow reader
         got = []
         while True:                                # drain until the pipe stays empty (in-flight frames too)
@@ -88,9 +95,9 @@ def test_bounded_queue_drops_instead_of_blocking(ep):
             if not batch and sub.sock.poll(200) == 0:
                 break
         assert 0 < len(got) < 5000                 # bounded: most were dropped, none blocked
-        pub.publish("a", {"i": 5000})              # the next message after the loss reveals the gap
+        pub.send(M.Chunk(t0=5000.0, dt=0.01), {"q": Q})   # the next message after the loss reveals the gap
         m = sub.recv(1000)
-        assert m.header["i"] == 5000 and 0 < sub.counters.gaps <= 5000 - len(got)
+        assert m.body.t0 == 5000.0 and 0 < sub.counters.gaps <= 5000 - len(got)
     finally:
         pub.close(), sub.close()
 
@@ -99,18 +106,22 @@ def test_malformed_messages_are_counted_not_raised(ep):
     raw = zmq.Context.instance().socket(zmq.PUB)
     raw.setsockopt(zmq.LINGER, 0)
     raw.bind(ep)
-    sub = Subscriber([ep], ("a",))
+    sub = Subscriber([ep], (A,))
     time.sleep(0.15)
     try:
-        raw.send_multipart([b"a", b"\xc1garbage"])                    # not msgpack
-        raw.send_multipart([b"a", b"\x80"])                           # valid map, no bus stamp
+        a = A.encode()
+        raw.send_multipart([a, b"\xc1garbage"])                    # not msgpack
+        raw.send_multipart([a, b"\x80"])                           # valid map, no bus stamp
         import msgpack
-        raw.send_multipart([b"a", msgpack.packb({"seq": 0, "stamp_ns": 1, "src": "x",
-                                                 "_arrays": [["q", "<f8", [3]]]}), b"\x00" * 8])  # short frame
-        raw.send_multipart([b"a", msgpack.packb({"seq": 1, "stamp_ns": 2, "src": "x", "ok": True})])
+        raw.send_multipart([a, msgpack.packb({"v": 1, "seq": 0, "stamp_ns": 1, "src": "x",
+                                              "_arrays": [["q", "<f8", [3]]]}), b"\x00" * 8])  # short frame
+        raw.send_multipart([a, msgpack.packb({"seq": 1, "stamp_ns": 2, "src": "x", "ok": True})])  # no version
+        raw.send_multipart([a, msgpack.packb({"v": 1, "seq": 2, "stamp_ns": 3, "src": "x", "ok": True})])
         m = sub.recv(1000)
         assert m.header["ok"] is True
-        assert sub.counters.malformed == 3 and "q" in sub.counters.last_error or sub.counters.malformed == 3
+        c = sub.counters             # counted by reason: garbage and a short frame; no / no valid version
+        assert c.malformed == 4 and c.dropped == {"undecodable": 2, "schema version": 2}
+        assert "schema version None" in c.last_error
     finally:
         raw.close(), sub.close()
 
@@ -119,7 +130,9 @@ def test_reserved_header_keys_are_refused(ep):
     pub = Publisher(ep, "producer")
     try:
         with pytest.raises(ValueError, match="stamped by the bus"):
-            pub.publish("a", {"seq": 3})
+            pub.publish(A, {"seq": 3})
+        with pytest.raises(ValueError, match="stamped by the bus"):
+            pub.publish(A, {"v": 2})
     finally:
         pub.close()
 
@@ -128,10 +141,10 @@ def test_restarted_publisher_rebinds_a_stale_socket_file(ep):
     a = Publisher(ep, "p")
     a.close()                                    # left its socket file behind, like a crash would
     b = Publisher(ep, "p")
-    sub = Subscriber([ep], ("a",))
+    sub = Subscriber([ep], (A,))
     time.sleep(0.15)
     try:
-        b.publish("a", {"n": 1})
+        b.publish(A, {"n": 1})
         assert sub.recv(1000).header["n"] == 1
     finally:
         b.close(), sub.close()
@@ -156,7 +169,7 @@ def test_remote_endpoint_without_keys_is_refused():
     with pytest.raises(BusError, match="CurveZMQ"):
         Publisher("tcp://192.0.2.1:5999", "control")
     with pytest.raises(BusError, match="CurveZMQ"):
-        Subscriber(["tcp://192.0.2.1:5999"], ("a",))
+        Subscriber(["tcp://192.0.2.1:5999"], (A,))
 
 
 def test_curve_authenticates_both_ends(tmp_path):
@@ -166,7 +179,7 @@ def test_curve_authenticates_both_ends(tmp_path):
     ep = "tcp://127.0.0.1:47913"
     ctx = zmq.Context()
     pub = Publisher(ep, "trajectory", ctx=ctx, curve=CurveKeys(str(keys), "trajectory"))
-    good = Subscriber([ep], ("a",), ctx=ctx, curve=CurveKeys(str(keys), "control"), servers={ep: "trajectory"})
+    good = Subscriber([ep], (A,), ctx=ctx, curve=CurveKeys(str(keys), "control"), servers={ep: "trajectory"})
 
     def raw_sub(curve_pair=None):
         s = ctx.socket(zmq.SUB)
@@ -183,7 +196,7 @@ def test_curve_authenticates_both_ends(tmp_path):
     time.sleep(0.5)
     try:
         for i in range(5):
-            pub.publish("a", {"i": i})
+            pub.publish(A, {"i": i})
             time.sleep(0.02)
         m = good.recv(1000)
         assert m is not None and m.header["src"] == "trajectory"
@@ -197,7 +210,7 @@ def test_curve_authenticates_both_ends(tmp_path):
 def test_curve_subscriber_needs_the_publisher_name(tmp_path):
     write_keys(str(tmp_path), ["control"])
     with pytest.raises(BusError, match="name of the node"):
-        Subscriber(["tcp://127.0.0.1:47914"], ("a",), curve=CurveKeys(str(tmp_path), "control"))
+        Subscriber(["tcp://127.0.0.1:47914"], (A,), curve=CurveKeys(str(tmp_path), "control"))
 
 
 def test_missing_key_file_names_the_fix(tmp_path):
@@ -206,7 +219,7 @@ def test_missing_key_file_names_the_fix(tmp_path):
 
 
 def test_wait_until_returns_at_the_deadline_or_when_a_message_is_queued(ep):
-    pub, sub = _pair(ep, ("a",))
+    pub, sub = _pair(ep, (A,))
     try:
         # nothing queued: returns False, not before the deadline (µs deadlines, not zmq's whole ms)
         deadline = time.monotonic_ns() + 1_500_000
@@ -214,7 +227,7 @@ def test_wait_until_returns_at_the_deadline_or_when_a_message_is_queued(ep):
         assert time.monotonic_ns() >= deadline
         assert sub.wait_until(time.monotonic_ns() - 1) is False          # a deadline already past
         # a message published during the wait ends it early; one already queued returns at once
-        threading.Timer(0.05, lambda: pub.publish("a", {"k": 1})).start()
+        threading.Timer(0.05, lambda: pub.publish(A, {"k": 1})).start()
         t0 = time.monotonic_ns()
         assert sub.wait_until(t0 + 2_000_000_000) is True
         assert time.monotonic_ns() - t0 < 1_500_000_000
@@ -226,15 +239,15 @@ def test_wait_until_returns_at_the_deadline_or_when_a_message_is_queued(ep):
 
 
 def test_subscribe_adds_a_topic_from_then_on(ep):
-    pub, sub = _pair(ep, ("a",))
+    pub, sub = _pair(ep, (A,))
     try:
-        pub.publish("b", {"k": 0})                 # not yet subscribed: never delivered
+        pub.publish(B, {"k": 0})                   # not yet subscribed: never delivered
         time.sleep(0.05)
-        sub.subscribe("b")
+        sub.subscribe(B)
         time.sleep(0.15)                           # the subscription travels to the publisher
-        pub.publish("b", {"k": 1})
-        pub.publish("a", {"k": 2})
+        pub.publish(B, {"k": 1})
+        pub.publish(A, {"k": 2})
         got = [(m.topic, m.header["k"]) for m in (sub.recv(1000), sub.recv(1000))]
-        assert got == [("b", 1), ("a", 2)] and sub.drain() == []
+        assert got == [(B, 1), (A, 2)] and sub.drain() == []
     finally:
         pub.close(), sub.close()

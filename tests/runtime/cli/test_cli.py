@@ -11,7 +11,7 @@ import pytest
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli.main", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=600)
 
 
@@ -44,11 +44,11 @@ def test_bench_kernels_quick_writes_every_kernel(tmp_path):
                 "lfe_generalize_2frames_200_pos_ori"}
     assert expected <= set(res["kernels"])
     for k in res["kernels"].values():
-        assert k["kernel"]["median_ms"] > 0 and k["reference"]["median_ms"] > 0 and k["ratio"] > 0
+        assert k["kernel"]["p50"] > 0 and k["reference"]["p50"] > 0 and k["ratio"] > 0
 
 
 def test_bench_golden_reports_parity_with_the_original(tmp_path):
-    from conftest import shared_file
+    from tests.conftest import shared_file
     data = shared_file("golden_kmp_letterG.npz").parent
     out = tmp_path / "golden.json"
     r = _cli("bench", "golden", "--data", str(data), "--out", str(out), cwd=tmp_path)
@@ -87,7 +87,7 @@ def test_bench_runtime_quick_writes_every_section(tmp_path):
     import sys
 
     out = tmp_path / "rt.json"
-    proc = subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli", "bench", "runtime", "--quick", "--rates",
+    proc = subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli.main", "bench", "runtime", "--quick", "--rates",
                            "200", "--seconds", "2", "--no-plot", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

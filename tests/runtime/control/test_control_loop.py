@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from kinebridge.drivers.realman_arm import RealmanArm, RealmanConfig
-from kinebridge.drivers.sim_controller import spawn_sim
+from kinebridge.drivers.realman.arm import RealmanArm, RealmanConfig
+from kinebridge.drivers.realman.sim.controller import spawn_sim
 from kinebridge.kernels import rm75
-from kinebridge.runtime.control_loop import ControlConfig, ControlLoop
+from kinebridge.runtime.control.loop import ControlConfig, ControlLoop
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from kinebridge.drivers.realman_arm import RealmanArm
-from kinebridge.drivers.sim_controller import spawn_sim
+from kinebridge.drivers.realman.arm import RealmanArm
+from kinebridge.drivers.realman.sim.controller import spawn_sim
 from kinebridge.runtime.config import parse_config
-from kinebridge.runtime.supervisor import Supervisor
+from kinebridge.runtime.supervisor.supervisor import Supervisor
 
 SIM_IP = "127.0.0.5"
 LISTEN = ("heartbeat", "control/state", "control/timing", "control/chunk_latency", "control/reject")
@@ -32,7 +32,7 @@ def _udp_port():
 @pytest.fixture
 def sim():
     udp = _udp_port()
-    with spawn_sim(host=SIM_IP, port=0, push_port=udp) as p:
+    with spawn_sim(host=SIM_IP, port=0, push_port=udp, initial_joints_deg=(0.0,) * 7) as p:   # exact on the wire
         yield p, udp
 
 
@@ -112,7 +112,7 @@ def test_chunks_on_the_bus_reach_the_arm_and_bad_ones_are_rejected(runtime):
     np.testing.assert_allclose(last.arrays["q_cmd"], q1, atol=1e-9)
     np.testing.assert_allclose(last.arrays["q"], q1, atol=1e-3)      # the simulated arm got there
     lat = [m for m in sup.messages if m.topic == "control/chunk_latency"]
-    assert len(lat) == 1 and lat[0].header["derived"][0][2] == stamp["seq"]
+    assert len(lat) == 1 and lat[0].derived[0].seq == stamp.seq
     assert 0 < lat[0].header["latency_ns"] < 1e9
     timing = [m for m in sup.messages if m.topic == "control/timing"]
     assert timing and timing[-1].header["chunks_accepted"] == 1 and timing[-1].header["chunks_rejected"] == 4
@@ -150,7 +150,7 @@ def test_killing_the_control_process_leaves_the_arm_stopped(runtime, sim):
 
 def _assert_arm_still(sim):
     p, udp = sim
-    from kinebridge.drivers.realman_arm import RealmanConfig
+    from kinebridge.drivers.realman.arm import RealmanConfig
     arm = RealmanArm(RealmanConfig(ip=SIM_IP, port=p.port, udp_port=udp))
     arm.connect()
     try:
@@ -185,7 +185,7 @@ def test_sigterm_decelerates_to_rest_before_stopping(runtime, sim):
 
 def test_a_killed_recorder_is_restarted_while_the_arm_streams(tmp_path, sim):
     from kinebridge.runtime.config import RuntimeConfig
-    from kinebridge.runtime.recorder import read_recording
+    from kinebridge.runtime.recording.recorder import read_recording
 
     base = _config(tmp_path, sim, '[nodes.recorder]\ncritical = false\n')
     data = base.model_dump()

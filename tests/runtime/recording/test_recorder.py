@@ -21,11 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kinebridge.runtime.bus import Publisher, Subscriber
-from kinebridge.runtime.codec import Message, decode, encode
-from kinebridge.runtime import recorder as recorder_mod
-from kinebridge.runtime.recorder import (McapRecorder, _arrays_from_json, _float_text, _message_json,
-                                         _unbytes, read_recording, record, replay, summarize)
+from kinebridge.runtime.bus.sockets import Publisher, Subscriber
+from kinebridge.runtime.bus.codec import Message, decode, encode
+from kinebridge.runtime.recording import recorder as recorder_mod
+from kinebridge.runtime.recording.recorder import (McapRecorder, _arrays_from_json, _float_text, _message_json,
+                                                   _unbytes, read_recording, record, replay, summarize)
+from tests.runtime.conftest import A, B
 
 
 def _arrays(i: int) -> dict:
@@ -98,12 +99,12 @@ def test_round_trip_through_the_bus_is_exact(tmp_path):
     got = list(read_recording(tmp_path / "r.mcap", ["chunk"]))
     assert len(got) == 20
     for i, (m, s) in enumerate(zip(got, sent)):
-        assert m.topic == "chunk" and m.publish_time_ns == s["stamp_ns"]
-        assert m.header == {**headers[i], "seq": s["seq"], "stamp_ns": s["stamp_ns"], "src": "producer",
-                            "derived": [["task", "task", i, 10 + i]]}
+        assert m.topic == "chunk" and m.publish_time_ns == s.stamp_ns
+        assert m.header == {**headers[i], "v": 1, "seq": s.seq, "stamp_ns": s.stamp_ns, "src": "producer",
+                            "derived": [{"src": "task", "topic": "task", "seq": i, "stamp_ns": 10 + i}]}
         assert type(m.header["blob"]) is bytes and type(m.header["big"]) is int
         _same_arrays(m.arrays, _arrays(i))
-        assert m.log_time_ns >= s["stamp_ns"]                # received after it was sent, same clock
+        assert m.log_time_ns >= s.stamp_ns                   # received after it was sent, same clock
         m.arrays["q"][0, 0] = 1.0                             # the arrays are the caller's to modify
 
 
@@ -163,8 +164,8 @@ def test_a_killed_recorder_process_loses_nothing_flushed(tmp_path):
     path = tmp_path / "crash.mcap"
     code = textwrap.dedent(f"""
         import threading
-        from kinebridge.runtime.bus import Subscriber
-        from kinebridge.runtime.recorder import McapRecorder, record
+        from kinebridge.runtime.bus.sockets import Subscriber
+        from kinebridge.runtime.recording.recorder import McapRecorder, record
 
         class Rec(McapRecorder):             # reports the last `data` message it has written
             last = -1
@@ -335,8 +336,8 @@ def test_malformed_messages_are_kept_and_counted(tmp_path):
 def _sequence(path, n=10, dt_ns=20_000_000):
     with McapRecorder(path) as rec:
         for i in range(n):
-            frames = encode("chunk" if i % 3 else "task", {"seq": i, "stamp_ns": 1000 + i, "src": "trajectory",
-                                                           "t0": float(i)}, {"q": np.full((3, 7), float(i))})
+            frames = encode(A if i % 3 else B, {"v": 1, "seq": i, "stamp_ns": 1000 + i, "src": "trajectory",
+                                                 "t0": float(i)}, {"q": np.full((3, 7), float(i))})
             rec.write(decode([bytes(f) for f in frames]), log_time_ns=5_000_000_000 + i * dt_ns)
 
 
@@ -355,29 +356,29 @@ def test_replay_reproduces_topics_arrays_stamps_and_timing(tmp_path):
     _sequence(tmp_path / "r.mcap")
     ep = f"ipc://{tmp_path}/replay.sock"
     pub = Publisher(ep, "replay")
-    sub = Subscriber([ep], ("chunk", "task", "sync"))
+    sub = Subscriber([ep], (A, B))
     try:
         end = time.monotonic() + 5
         while not sub.recv(10):
             assert time.monotonic() < end
-            pub.publish("sync")
+            pub.publish(A, {"sync": True})
         sub.drain()
         res = replay(tmp_path / "r.mcap", pub, speed=1.0, progress=False)
         got = _collect(sub, 10)
         assert res["count"] == 10 and len(got) == 10
-        assert [m.topic for m in got] == ["task" if i % 3 == 0 else "chunk" for i in range(10)]
+        assert [m.topic for m in got] == [B if i % 3 == 0 else A for i in range(10)]
         for i, m in enumerate(got):
             assert m.header["replayed"] is True and m.header["t0"] == float(i) and m.header["src"] == "replay"
-            assert m.header["derived"] == [["trajectory", m.topic, i, 1000 + i]]
+            assert m.header["derived"] == [{"src": "trajectory", "topic": m.topic, "seq": i, "stamp_ns": 1000 + i}]
             np.testing.assert_array_equal(m.arrays["q"], np.full((3, 7), float(i)))
         # paced by the recorded log times (20 ms apart), from an absolute schedule: no drift
         t = np.array([m.header["stamp_ns"] for m in got]) / 1e6
         assert np.all(np.abs(np.diff(t) - 20.0) < 5.0), np.diff(t)
         assert abs(t[-1] - t[0] - 180.0) < 5.0
 
-        res = replay(tmp_path / "r.mcap", pub, speed=0, progress=False, topics=["chunk"])
+        res = replay(tmp_path / "r.mcap", pub, speed=0, progress=False, topics=[A])
         got = _collect(sub, 6)
-        assert res["count"] == 6 and [m.topic for m in got] == ["chunk"] * 6 and res["duration_s"] < 0.1
+        assert res["count"] == 6 and [m.topic for m in got] == [A] * 6 and res["duration_s"] < 0.1
         res = replay(tmp_path / "r.mcap", pub, speed=4.0, progress=False)
         assert 0.045 - 0.005 < res["duration_s"] < 0.045 + 0.05
         assert len(_collect(sub, 10)) == 10

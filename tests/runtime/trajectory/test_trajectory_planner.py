@@ -11,13 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from kinebridge.bench.synthetic_skills import ARM_POUR_OFFSET
+from kinebridge.drivers.arm.limits import JointLimits
 from kinebridge.kernels import quaternion as quat
 from kinebridge.kernels import rm75
 from kinebridge.kernels.chunk_blend import validate_chunk
-from kinebridge.runtime.trajectory_planner import (JointPlan, PlanError, PlannerConfig, Skill, SkillPlanner,
-                                                   bundled_skill, chunks, cup_frame, phase_profile,
-                                                   pose7_from_task_frame, pouring_skill, task_frame_from_pose7)
+from kinebridge.runtime.skills.format import Skill, pose7_from_task_frame, task_frame_from_pose7
+from kinebridge.runtime.skills.pour import ARM_POUR_OFFSET, pouring_skill
+from kinebridge.runtime.skills.pour import arm_cup_frame as cup_frame
+from kinebridge.runtime.skills.registry import bundled_skill
+from kinebridge.runtime.trajectory.planner import JointPlan, PlanError, PlannerConfig, SkillPlanner, chunks, phase_profile
 
 READY = np.radians([-38.36, 54.94, 34.24, 63.56, -29.45, 69.5, -185.82])
 
@@ -55,7 +57,7 @@ def test_malformed_skill_files_are_named(tmp_path):
     np.savez(tmp_path / "cut.npz", **z)
     with pytest.raises(ValueError, match="demo2_position"):
         Skill.load(tmp_path / "cut.npz")
-    with pytest.raises(ValueError, match="available"):
+    with pytest.raises(ValueError, match="bundled skills"):
         bundled_skill("juggle")
 
 
@@ -64,7 +66,7 @@ def test_plan_starts_at_the_arm_and_reaches_the_generalised_goal(planner):
     plan = planner.plan(goal, q_start=READY, t_start=100.0)
     assert plan.t0 == 100.0 and plan.q.shape[1] == 7
     np.testing.assert_allclose(plan.q[0], READY, atol=1e-9)
-    T = rm75.fk_batch(plan.q, planner.cfg.d7)
+    T = rm75.fk_batch(plan.q, planner.arm.d7)
     np.testing.assert_allclose(T[:, :3, 3], plan.pose[:, :3], atol=1e-4)
     assert plan.max_pos_err <= 1e-4 and plan.max_rot_err <= 1e-3
     pour_point = goal.origin + goal.rotation @ ARM_POUR_OFFSET     # where the demonstrations poured
@@ -194,7 +196,7 @@ def test_pose7_task_frame_round_trip():
 
 def test_plan_tracks_the_lfe_kmp_trajectory_pose_by_pose(planner):
     plan = planner.plan(cup_frame(0.38, 0.12, 0.09, np.radians(-20)), q_start=READY, t_start=0.0)
-    T = rm75.fk_batch(plan.q, planner.cfg.d7)
+    T = rm75.fk_batch(plan.q, planner.arm.d7)
     R_target = quat.to_matrix(plan.pose[:, 3:])
     cos = (np.einsum("nij,nij->n", T[:, :3, :3], R_target) - 1) / 2
     assert np.arccos(np.clip(cos, -1, 1)).max() <= 1e-3
@@ -215,10 +217,14 @@ def test_speed_scales_the_duration(planner):
     assert b.speed == 0.5 and (b.t_end - b.t0) == pytest.approx(2 * (a.t_end - a.t0), abs=0.02)
 
 
-def test_joint_speed_beyond_the_limit_names_the_joint_and_the_speed(planner, monkeypatch):
-    monkeypatch.setattr(rm75, "QD_MAX", rm75.QD_MAX / 50)         # a path 50× too fast for the arm
-    with pytest.raises(PlanError, match=r"joint J\d.*lower trajectory\.speed"):
-        planner.plan(cup_frame(0.42, 0.15, 0.10, 0.0), q_start=READY, t_start=0.0)
+def test_joint_speed_beyond_the_limit_names_the_joint_and_the_speed(planner):
+    lim = planner.arm.limits
+    planner.set_limits(JointLimits(lim.q_min, lim.q_max, lim.qd_max / 50, lim.qdd_max))   # a path 50× too fast
+    try:
+        with pytest.raises(PlanError, match=r"joint J\d.*lower trajectory\.speed"):
+            planner.plan(cup_frame(0.42, 0.15, 0.10, 0.0), q_start=READY, t_start=0.0)
+    finally:
+        planner.set_limits(lim)
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,0 +1,413 @@
+"""Every message on kinebridge's bus, in one place: topics, their typed bodies, who may publish them.
+
+A message on the wire is ``[topic, msgpack header, *array frames]`` (:mod:`kinebridge.runtime.bus.codec`).
+The header holds the bus stamp — ``v`` (this schema's version), ``seq``, ``stamp_ns``
+(CLOCK_MONOTONIC), ``src`` (the publishing node) and ``derived`` (the :class:`Stamp` of every message
+it was computed from) — and the fields of the topic's body. Each topic is registered here with
+
+* a :class:`Body` — a strict pydantic model of the header fields (no silent casts: a string where a
+  number belongs, a bool where a count belongs, NaN where a time belongs are refused) and the
+  :class:`ArraySpec` of every array it carries (exact dtype — joint arrays float64 only —, shape,
+  a size cap);
+* the node kinds that may publish it (``publishers``);
+* a description, which the recorder stores with the schema, so a recording says what it holds.
+
+Nodes build messages as bodies (``pub.send(Chunk(t0=..., dt=...), {"q": q})``) and receive them
+validated (``msg.body.t0``); a message that fails is a :class:`MessageError` naming the topic, the
+field and what was expected — the subscriber counts and drops it, it never reaches a node's logic.
+A header of another schema version is refused with both versions named.
+
+Topic names on the wire default to the registered names; ``[bus.topics]`` in the runtime config
+renames them (e.g. ``chunk = "arm1/chunk"``) for publishers and subscribers alike (:class:`TopicNames`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kinebridge.runtime.bus.codec import Message, MessageError
+
+__all__ = ["SCHEMA_VERSION", "RESERVED", "Stamp", "ArraySpec", "Body", "TopicSpec", "TOPICS", "TopicNames",
+           "spec_of", "body_of", "validate", "json_schema", "Task", "Chunk", "ControlState", "ControlTiming",
+           "ChunkLatency", "ChunkReject", "ArmLimitsMsg", "PlanMsg", "TaskDone", "TaskError", "Heartbeat", "EStop",
+           "FrameRef", "Keypoints", "Decision", "Tokens", "MAX_CHUNK_ROWS", "ANY"]
+
+SCHEMA_VERSION = 1
+RESERVED = ("v", "seq", "stamp_ns", "src", "derived", "replayed")   # stamped by the bus, never part of a body
+ANY = "*"                      # publishers: any node kind, the supervisor and the ingress
+MAX_CHUNK_ROWS = 20_000        # 100 s at 200 Hz: longer joint chunks are refused (a size cap, not a plan limit)
+JOINTS = 7
+
+
+class Stamp(BaseModel):
+    """Where a message came from: publisher, topic, its per-topic sequence number, CLOCK_MONOTONIC ns."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    src: str
+    topic: str
+    seq: int = Field(ge=0)
+    stamp_ns: int
+
+    def wire(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """An array a body carries: exact ``dtype``, ``shape`` (None = any length on that axis), at most
+    ``max_rows`` along axis 0 and at least ``min_rows``."""
+
+    dtype: str
+    shape: tuple
+    max_rows: int | None = None
+    min_rows: int = 0
+    description: str = ""
+
+    def check(self, topic: str, name: str, a) -> np.ndarray:
+        if not isinstance(a, np.ndarray):
+            raise MessageError(f"{topic!r}: array {name!r} missing or not an array")
+        want = np.dtype(self.dtype)
+        if a.dtype != want:
+            raise MessageError(f"{topic!r}: array {name!r} has dtype {a.dtype}, expected {want} (no casts: send "
+                               f"{want} — an integer or float16 array would be executed as something else)")
+        if a.ndim != len(self.shape) or any(s is not None and s != n for s, n in zip(self.shape, a.shape)):
+            want_s = "(" + ", ".join("N" if s is None else str(s) for s in self.shape) + ")"
+            raise MessageError(f"{topic!r}: array {name!r} has shape {a.shape}, expected {want_s}")
+        if a.ndim and (a.shape[0] < self.min_rows or (self.max_rows is not None and a.shape[0] > self.max_rows)):
+            raise MessageError(f"{topic!r}: array {name!r} has {a.shape[0]} rows, expected "
+                               f"{self.min_rows}..{self.max_rows if self.max_rows is not None else '∞'}")
+        return a
+
+    def json_schema(self) -> dict:
+        return {"type": "object", "description": self.description or f"{self.dtype} array",
+                "x-dtype": self.dtype, "x-shape": [s if s is not None else -1 for s in self.shape]}
+
+
+class Body(BaseModel):
+    """Header fields of one topic's messages (strict: no casts, no unknown fields, finite floats).
+    ``ARRAYS``: the arrays it carries (None: any, unchecked — only for test topics)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+    ARRAYS: ClassVar[dict[str, ArraySpec] | None] = {}
+    TOPIC: ClassVar[str] = ""
+
+    def header(self) -> dict:
+        """The body as plain header values (fields only; the bus adds its stamp). Bodies hold plain
+        values only (numbers, strings, lists, maps), so this is a copy of the fields."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    body: type[Body]
+    publishers: frozenset[str]
+    description: str
+
+    def may_publish(self, kind: str) -> bool:
+        return ANY in self.publishers or kind in self.publishers
+
+
+TOPICS: dict[str, TopicSpec] = {}
+
+
+def topic(name: str, *, publishers, description: str):
+    """Register ``cls`` as the body of ``name``, published by the node kinds ``publishers``."""
+    def deco(cls: type[Body]) -> type[Body]:
+        if name in TOPICS:
+            raise RuntimeError(f"topic {name!r} registered twice")
+        clash = set(cls.model_fields) & set(RESERVED)
+        if clash:
+            raise RuntimeError(f"{cls.__name__}: fields {sorted(clash)} are stamped by the bus")
+        cls.TOPIC = name
+        TOPICS[name] = TopicSpec(name, cls, frozenset(publishers), description)
+        return cls
+    return deco
+
+
+def spec_of(name: str) -> TopicSpec:
+    try:
+        return TOPICS[name]
+    except KeyError:
+        raise MessageError(f"unknown topic {name!r}; the bus carries {sorted(TOPICS)}") from None
+
+
+def body_of(name: str) -> type[Body]:
+    return spec_of(name).body
+
+
+def _error(topic: str, exc: ValidationError) -> MessageError:
+    parts = []
+    for e in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in e["loc"]) or "(body)"
+        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"{loc}: {msg} (got {e['input']!r})" if e["type"] != "missing" else f"{loc}: missing")
+    return MessageError(f"{topic!r}: " + "; ".join(parts))
+
+
+def validate(msg: Message) -> Message:
+    """Check ``msg`` against its topic's schema; fills ``msg.body``, ``msg.stamp``, ``msg.derived``.
+
+    Raises :class:`MessageError` naming what is wrong (unknown topic, another schema version, a bad
+    stamp, a body field, an array)."""
+    spec = spec_of(msg.topic)
+    h = msg.header
+    v = h.get("v")
+    if v != SCHEMA_VERSION:
+        raise MessageError(f"{msg.topic!r} from {h.get('src')!r}: schema version {v!r}, this kinebridge speaks "
+                           f"{SCHEMA_VERSION}; run the same kinebridge version on both ends")
+    seq, stamp_ns, src = h.get("seq"), h.get("stamp_ns"), h.get("src")
+    if type(seq) is not int or seq < 0 or type(stamp_ns) is not int or type(src) is not str:
+        raise MessageError(f"{msg.topic!r}: header lacks a valid bus stamp (seq ≥ 0, stamp_ns, src)")
+    if "replayed" in h and type(h["replayed"]) is not bool:
+        raise MessageError(f"{msg.topic!r}: 'replayed' must be true or false")
+    derived = h.get("derived")
+    if derived is None:
+        derived = []
+    elif type(derived) is not list or len(derived) > 16:
+        raise MessageError(f"{msg.topic!r}: 'derived' must be a list of at most 16 stamps")
+    try:
+        msg.derived = [Stamp.model_validate(d) for d in derived]
+        msg.body = spec.body.model_validate({k: x for k, x in h.items() if k not in RESERVED})
+    except ValidationError as exc:
+        raise _error(msg.topic, exc) from None
+    arrays = msg.arrays
+    want = spec.body.ARRAYS
+    if want is None:            # a body with free-form arrays (the codec has checked their frames)
+        want = {}
+        arrays = {}
+    if arrays.keys() != want.keys():
+        extra, missing = sorted(arrays.keys() - want.keys()), sorted(want.keys() - arrays.keys())
+        raise MessageError(f"{msg.topic!r}: arrays {sorted(arrays)} — "
+                           + (f"missing {missing} " if missing else "") + (f"unexpected {extra}" if extra else ""))
+    for name, a_spec in want.items():
+        a_spec.check(msg.topic, name, arrays[name])
+    msg.stamp = Stamp(src=src, topic=msg.topic, seq=seq, stamp_ns=stamp_ns)
+    return msg
+
+
+def json_schema(name: str) -> dict:
+    """JSON schema of a topic's messages as recorded (bus stamp, body fields, arrays by name)."""
+    spec = spec_of(name)
+    s = spec.body.model_json_schema()
+    props = {"v": {"type": "integer", "const": SCHEMA_VERSION}, "seq": {"type": "integer"},
+             "stamp_ns": {"type": "integer", "description": "CLOCK_MONOTONIC ns at publication"},
+             "src": {"type": "string"}, "derived": {"type": "array", "items": Stamp.model_json_schema()},
+             **s.get("properties", {})}
+    for a, a_spec in (spec.body.ARRAYS or {}).items():
+        props[a] = a_spec.json_schema()
+    out = {"title": name, "description": spec.description, "type": "object", "properties": props,
+           "x-publishers": sorted(spec.publishers)}
+    if "$defs" in s:
+        out["$defs"] = s["$defs"]
+    return out
+
+
+class TopicNames:
+    """Registered topic name ↔ name on the wire (``[bus.topics]`` renames; default: the same)."""
+
+    def __init__(self, overrides: dict[str, str] | None = None):
+        self._over = dict(overrides or {})
+        for k, w in self._over.items():
+            spec_of(k)
+            if not isinstance(w, str) or not w or len(w) > 200:
+                raise MessageError(f"bus.topics.{k}: expected a non-empty topic name, got {w!r}")
+            if w != k and w in TOPICS and w not in self._over:
+                raise MessageError(f"bus.topics.{k}: {w!r} is the name of another topic")
+        seen: dict[str, str] = {}
+        for k, w in self._over.items():
+            if w in seen:
+                raise MessageError(f"bus.topics: {k!r} and {seen[w]!r} would both travel as {w!r}")
+            seen[w] = k
+        self._logical = {w: k for k, w in self._over.items()}
+
+    def wire(self, name: str) -> str:
+        """The name ``name`` travels as (ValueError-like MessageError for an unregistered topic)."""
+        w = self._over.get(name)
+        if w is not None:
+            return w
+        spec_of(name)
+        return name
+
+    def logical(self, wire: str) -> str | None:
+        """The registered topic a wire name carries, None for a name no topic travels as."""
+        k = self._logical.get(wire)
+        if k is not None:
+            return k
+        return wire if wire in TOPICS and wire not in self._over else None
+
+
+DEFAULT_NAMES = TopicNames()
+
+# ====================================================================================== the topics
+_CONTROL = ("control",)
+_PRODUCERS = ("trajectory", "decoder", "ingress", "replay")
+_TASKERS = ("supervisor", "ingress", "bridge", "planner", "replay")
+
+
+_POSE7 = Field(None, min_length=7, max_length=7, description="[x, y, z, qw, qx, qy, qz] (m), arm base frame")
+
+
+@topic("task", publishers=_TASKERS,
+       description="a task for the trajectory node: a skill and its task frames or task parameters")
+class Task(Body):
+    skill: str | None = Field(None, min_length=1, max_length=100,
+                              description="skill name (default: trajectory.skill)")
+    goal: list[float] | None = _POSE7
+    start: list[float] | None = _POSE7
+    params: dict[str, list[float] | float | str] | None = Field(
+        None, description="skill-specific task parameters, e.g. pour: {'cup': [x, y, z, yaw_deg]}")
+    task_id: str | None = Field(None, max_length=100, description="the producer's id for this task")
+
+
+@topic("chunk", publishers=_PRODUCERS, description="timestamped joint positions for the control loop")
+class Chunk(Body):
+    t0: float = Field(description="time of q[0], CLOCK_MONOTONIC s on the control node's clock")
+    dt: float = Field(gt=0.0, le=1.0, description="sample period (s)")
+    ARRAYS: ClassVar = {"q": ArraySpec("float64", (None, JOINTS), max_rows=MAX_CHUNK_ROWS, min_rows=1,
+                                       description="joint positions (rad), one row per sample")}
+
+
+@topic("control/state", publishers=_CONTROL, description="the setpoint sent and the measured joints, per tick")
+class ControlState(Body):
+    t: float
+    tick: int = Field(ge=0)
+    sent: bool
+    starved: int = Field(ge=0)
+    held: int = Field(ge=0)
+    at_rest: bool
+    ARRAYS: ClassVar = {"q_cmd": ArraySpec("float64", (JOINTS,), description="setpoint sent (rad)"),
+                        "q": ArraySpec("float64", (JOINTS,), description="measured joints (rad)")}
+
+
+@topic("control/timing", publishers=_CONTROL, description="batches of loop wake-up lateness and tick work")
+class ControlTiming(Body):
+    final: bool
+    ticks: int = Field(ge=0)
+    sent: int = Field(ge=0)
+    starved_ticks: int = Field(ge=0)
+    held_ticks: int = Field(ge=0)
+    chunks_accepted: int = Field(ge=0)
+    chunks_rejected: int = Field(ge=0)
+    chunks_superseded: int = Field(0, ge=0)
+    workspace_violations: int = Field(ge=0)
+    setpoints_rejected: int = Field(ge=0)
+    overruns: int = Field(ge=0)
+    rate_hz: float
+    chunk_latency_ns: list[int] = Field(default_factory=list, max_length=256)
+    ARRAYS: ClassVar = {"lateness_ns": ArraySpec("int64", (None,), max_rows=10_000),
+                        "tick_ns": ArraySpec("int64", (None,), max_rows=10_000)}
+
+
+@topic("control/chunk_latency", publishers=_CONTROL, description="chunk stamp → first setpoint sent from it")
+class ChunkLatency(Body):
+    latency_ns: int
+    waiting_ns: int
+    tick_work_ns: int
+
+
+@topic("control/reject", publishers=_CONTROL, description="a chunk the control node refused, with the reason")
+class ChunkReject(Body):
+    reason: str = Field(max_length=2000)
+
+
+@topic("control/limits", publishers=_CONTROL,
+       description="the joint limits the control loop enforces (model ∩ controller report, speed-scaled)")
+class ArmLimitsMsg(Body):
+    model: str
+    d7: float = Field(gt=0.0, lt=0.5)
+    speed_fraction: float = Field(gt=0.0, le=1.0)
+    ARRAYS: ClassVar = {k: ArraySpec("float64", (JOINTS,)) for k in ("q_min", "q_max", "qd_max", "qdd_max")}
+
+
+@topic("trajectory/plan", publishers=("trajectory",), description="a whole joint plan and its Cartesian targets")
+class PlanMsg(Body):
+    kind: str
+    t0: float
+    dt: float = Field(gt=0.0)
+    samples: int = Field(ge=1)
+    plan_ms: float
+    stages_ms: dict[str, float]
+    max_pos_err: float
+    max_rot_err: float
+    skill: str = ""
+    speed: float = 1.0
+    ARRAYS: ClassVar = {"q": ArraySpec("float64", (None, JOINTS), max_rows=MAX_CHUNK_ROWS * 10),
+                        "pose": ArraySpec("float64", (None, 7), max_rows=MAX_CHUNK_ROWS * 10)}
+
+
+@topic("trajectory/done", publishers=("trajectory",), description="the plan of a task reached its end")
+class TaskDone(Body):
+    t_end: float
+    task_id: str | None = None
+
+
+@topic("trajectory/error", publishers=("trajectory",), description="a task that cannot be planned, and why")
+class TaskError(Body):
+    reason: str = Field(max_length=4000)
+    task_id: str | None = None
+
+
+@topic("heartbeat", publishers=(ANY,), description="a node's liveness, status and counters")
+class Heartbeat(Body):
+    node: str
+    kind: str
+    pid: int
+    status: str
+    received: int = Field(ge=0)
+    malformed: int = Field(ge=0)
+    gaps: int = Field(ge=0)
+    last_error: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+@topic("estop", publishers=(ANY,), description="stop the arm now (from the supervisor, an operator, a UI)")
+class EStop(Body):
+    reason: str = Field(max_length=2000)
+
+
+# ------------------------------------------------------------------------- coming with later issues
+@topic("camera/frame", publishers=("camera", "world", "replay"),
+       description="a camera frame in the shared-memory ring: which slot, its stamps and shape")
+class FrameRef(Body):
+    camera: str
+    ring: str = Field(description="name of the shared-memory ring")
+    slot: int = Field(ge=0)
+    frame_seq: int = Field(ge=0)
+    capture_ns: int = Field(description="CLOCK_MONOTONIC ns at capture")
+    device_stamp: float = Field(description="the device's own timestamp (ms)")
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+
+
+@topic("perception/keypoints", publishers=("perception", "world", "replay"),
+       description="3D semantic keypoints of the objects in view (derived: the frame they came from)")
+class Keypoints(Body):
+    camera: str = ""
+    objects: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
+    reason: str | None = Field(None, description="why nothing was detected, when nothing was")
+
+
+@topic("planner/decision", publishers=("planner", "replay"),
+       description="what the decision layer chose: the skill, the target, or a question for the user")
+class Decision(Body):
+    instruction: str = Field(max_length=4000)
+    status: str = Field(description="'decided', 'ask' or 'failed'")
+    skill: str | None = None
+    target: str | None = None
+    question: str | None = None
+    subtasks: list[dict[str, Any]] = Field(default_factory=list, max_length=32)
+    planner: str = ""
+
+
+@topic("policy/tokens", publishers=("policy", "ingress", "replay"),
+       description="action tokens from a VLA for the decoder, for the observation at obs_ns")
+class Tokens(Body):
+    obs_ns: int = Field(description="CLOCK_MONOTONIC ns of the observation the tokens were generated for")
+    tokenizer: str = ""
+    ARRAYS: ClassVar = {"codes": ArraySpec("int32", (None,), max_rows=4096, min_rows=1)}

@@ -1,0 +1,144 @@
+"""``kinebridge run``, ``replay`` and ``keys``: the controller daemon and its recordings and keys."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kinebridge.runtime.cli.args import floats as _floats
+
+
+def add_run(sub):
+    ru = sub.add_parser(
+        "run", help="the controller daemon; without --config one pouring task on the simulated arm",
+        description=("Start kinebridge's runtime under its supervisor: the control node (fixed-rate loop streaming "
+                     "joint setpoints through RealMan's SDK), the trajectory node (LFE-KMP skill generalisation + "
+                     "RM75 IK → timestamped chunks) and the recorder (every bus topic to MCAP). Without --config the "
+                     "embedded default runs: the simulated RealMan controller is started, the bundled pouring skill "
+                     "is generalised to the cup at --goal, executed at control rate, and a summary (tracking error, "
+                     "loop period error, starved ticks, stage latencies) is printed and saved as summary.json in the "
+                     "run directory. --serve keeps the runtime up until SIGTERM/Ctrl-C (the systemd unit uses it), "
+                     "taking tasks from the bus. --config FILE selects the arm and every setting (TOML; "
+                     "--print-config shows the default with every table)."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ru.add_argument("--config", type=Path, default=None, help="runtime TOML (default: the embedded simulated setup)")
+    ru.add_argument("--print-config", action="store_true", help="print the embedded default config and exit")
+    ru.add_argument("--goal", default="0.45,0.18,0.08,20",
+                    help="the cup: x,y,z (m, robot base frame),yaw (deg)")
+    ru.add_argument("--replan-goal", default=None,
+                    help="a second cup x,y,z,yaw sent mid-motion (shows re-planning without a jump)")
+    ru.add_argument("--replan-after", type=float, default=0.8, help="seconds after the first task to send --replan-goal")
+    ru.add_argument("--rate", type=float, default=None, help="control rate in Hz (overrides control.rate_hz; ≤ 500)")
+    ru.add_argument("--serve", action="store_true", help="stay up as a daemon until SIGTERM/Ctrl-C")
+    ru.add_argument("--no-record", action="store_true", help="do not start the recorder")
+    ru.add_argument("--timeout", type=float, default=30.0, help="give up on the task after this many seconds")
+    ru.add_argument("--out", type=Path, default=Path("out/run"), help="parent of the run directory (logs, summary, recording)")
+    ru.add_argument("--ipc-dir", default=None, help="directory of the bus sockets (overrides bus.ipc_dir)")
+    ru.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    ru.set_defaults(func=_run_run)
+
+
+def _run_run(args) -> int:
+    from kinebridge.runtime.daemon import run as run_mod
+    from kinebridge.runtime.config import DEFAULT_TOML
+
+    if args.print_config:
+        print(DEFAULT_TOML)
+        return 0
+    if args.timeout <= 0:
+        raise ValueError(f"--timeout must be positive, got {args.timeout}")
+    opts = run_mod.RunOptions(
+        config=str(args.config) if args.config else None, goal=_floats(args.goal, 4, "--goal"),
+        replan_goal=_floats(args.replan_goal, 4, "--replan-goal") if args.replan_goal else None,
+        replan_after_s=args.replan_after, serve=args.serve, out=str(args.out), timeout_s=args.timeout,
+        rate_hz=args.rate, ipc_dir=args.ipc_dir, record=not args.no_record)
+    log = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    summary = run_mod.run(opts, log=log)
+    if args.json:
+        import json
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        run_mod.print_summary(summary)
+    if summary.get("failed"):
+        print(f"kinebridge: error: {summary['failed']}", file=sys.stderr)
+        return 1
+    if not args.serve and not summary.get("completed"):
+        errs = [t.get("error") for t in summary.get("tasks", []) if t.get("error")]
+        print(f"kinebridge: error: the task did not complete ({'; '.join(errs) or 'timeout'})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_replay(sub):
+    rp = sub.add_parser(
+        "replay", help="play an MCAP recording back into the bus, or show what it holds",
+        description=("Publish every message of a kinebridge recording (.mcap, as the recorder writes it; a file cut "
+                     "short by a crash works too) on the bus with its original timing, so nodes under test receive "
+                     "what they received on the robot. The replayed headers carry replayed=true and the original "
+                     "stamp in `derived`. --info prints per-topic counts, rates and sequence gaps instead."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rp.add_argument("recording", type=Path, help="the .mcap file")
+    rp.add_argument("--info", action="store_true", help="summarise the recording and exit")
+    rp.add_argument("--speed", type=float, default=1.0, help="playback speed (0 = as fast as possible)")
+    rp.add_argument("--topics", default=None, help="comma-separated topics to replay (default: all)")
+    rp.add_argument("--endpoint", default=None,
+                    help="where to publish (default: the endpoint of node --as in --config, else "
+                         "ipc://<default bus dir>/replay.sock)")
+    rp.add_argument("--config", type=Path, default=None, help="runtime TOML whose endpoints to use")
+    rp.add_argument("--as", dest="as_node", default="replay",
+                    help="publish as this node (its endpoint from --config), e.g. trajectory to feed a control node")
+    rp.add_argument("--loop", action="store_true", help="start again at the end until Ctrl-C")
+    rp.set_defaults(func=_run_replay)
+
+
+def _run_replay(args) -> int:
+    import json
+
+    from kinebridge.runtime.recording import recorder
+
+    if not args.recording.is_file():
+        raise ValueError(f"{args.recording}: no such recording")
+    if args.info:
+        print(json.dumps(recorder.summarize(args.recording), indent=2, default=str))
+        return 0
+    if args.speed < 0:
+        raise ValueError(f"--speed must be ≥ 0, got {args.speed}")
+    from kinebridge.runtime.bus.sockets import Publisher
+    from kinebridge.runtime.config import load_config
+
+    endpoint = args.endpoint
+    if endpoint is None:
+        endpoint = load_config(args.config).endpoint(args.as_node)
+    topics = [t.strip() for t in args.topics.split(",")] if args.topics else None
+    pub = Publisher(endpoint, args.as_node)
+    try:
+        import time
+        time.sleep(0.3)  # let subscribers connect before the first message
+        res = recorder.replay(args.recording, pub, speed=args.speed, topics=topics, loop=args.loop)
+    finally:
+        pub.close()
+    print(json.dumps(res, indent=2, default=str))
+    return 0
+
+
+def add_keys(sub):
+    ke = sub.add_parser(
+        "keys", help="CurveZMQ keys for runtime nodes on other machines",
+        description=("Write a CurveZMQ keypair per node name into DIR (<name>.key public, <name>.key_secret private, "
+                     "mode 0600). Set bus.curve_keys = DIR in the runtime config on every machine and copy the public "
+                     "keys of the peers there: a node then accepts only peers whose public key is in DIR, and every "
+                     "tcp:// endpoint off loopback is encrypted and authenticated. kinebridge refuses remote "
+                     "endpoints without keys."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ke.add_argument("--dir", required=True, type=Path, help="key directory")
+    ke.add_argument("names", nargs="+", help="node names (control, trajectory, recorder, supervisor, ...)")
+    ke.set_defaults(func=_run_keys)
+
+
+def _run_keys(args) -> int:
+    from kinebridge.runtime.bus.sockets import write_keys
+
+    for f in write_keys(str(args.dir), args.names):
+        print(f)
+    return 0

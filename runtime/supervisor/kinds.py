@@ -1,0 +1,50 @@
+"""The node kinds the supervisor can launch, and its launch policy — in one place.
+
+A ``[nodes.NAME]`` table names a kind (default: the table's name). Each kind says which class runs
+it, whether its death stops the arm (``critical``, the default of ``[nodes.NAME] critical``), when it
+starts and when it stops:
+
+* start phase 0 — *with the arm*: the control node (it connects to the arm and starts streaming) and
+  the recorder (so it records the start); phase 1 — *once the arm streams*: the producers, which
+  plan against the arm's state;
+* stop phase 0 — the control node first (it decelerates the arm to rest, then stops it); phase 1 the
+  producers; phase 2 the recorder, last, so it records everyone's final messages.
+
+``kinebridge run`` and ``kinebridge bench runtime`` both start runtimes through
+:mod:`kinebridge.runtime.supervisor.launch`, which follows these phases; the supervisor stops by them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["NodeKind", "NODE_KINDS", "START_WITH_ARM", "START_ONCE_STREAMING", "kind_of"]
+
+START_WITH_ARM, START_ONCE_STREAMING = 0, 1
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    name: str
+    target: str               # "module:Class" of the node
+    critical: bool            # default for [nodes.NAME] critical: its death stops the arm and the runtime
+    start_phase: int          # START_WITH_ARM or START_ONCE_STREAMING
+    stop_phase: int           # 0 first … 2 last
+    description: str
+
+
+NODE_KINDS: dict[str, NodeKind] = {k.name: k for k in (
+    NodeKind("control", "kinebridge.runtime.control.node:ControlNode", True, START_WITH_ARM, 0,
+             "owns the arm: the fixed-rate loop streaming validated setpoints"),
+    NodeKind("trajectory", "kinebridge.runtime.trajectory.node:TrajectoryNode", False, START_ONCE_STREAMING, 1,
+             "skills generalised with LFE-KMP → IK → timestamped joint chunks"),
+    NodeKind("recorder", "kinebridge.runtime.recording.node:RecorderNode", False, START_WITH_ARM, 2,
+             "every topic to MCAP"),
+)}
+
+
+def kind_of(name: str) -> NodeKind:
+    try:
+        return NODE_KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown node kind {name!r}; known kinds: {sorted(NODE_KINDS)}") from None
