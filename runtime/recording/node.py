@@ -26,7 +26,7 @@ class RecorderNode(Node):
         d = Path(rc.directory)
         d.mkdir(parents=True, exist_ok=True)
         self.path = d / f"kinebridge-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.mcap"
-        self.rec = McapRecorder(self.path, flush_every_s=rc.flush_every_s,
+        self.rec = McapRecorder(self.path, flush_every_s=rc.flush_every_s, names=self.cfg.bus.names(),
                                 metadata={"node": self.name, "endpoints": " ".join(self.sub.endpoints)})
         self.detail["path"] = str(self.path)
 

@@ -240,7 +240,8 @@ class McapRecorder:
     Counters: ``messages_written`` (malformed included), ``malformed``, ``bytes_written``.
     Not thread-safe: one thread writes. ``close()`` writes the summary and footer."""
 
-    def __init__(self, path, *, flush_every_s: float = 0.05, metadata: dict | None = None):
+    def __init__(self, path, *, flush_every_s: float = 0.05, metadata: dict | None = None,
+                 names: M.TopicNames | None = None):
         from mcap.writer import Writer
 
         if flush_every_s < 0:
@@ -263,6 +264,7 @@ class McapRecorder:
             "host": socket.gethostname(), "format": FORMAT})
         if metadata:
             self._w.add_metadata("kinebridge", {str(k): str(v) for k, v in metadata.items()})
+        self.names = names or M.DEFAULT_NAMES      # wire name → registered topic (``[bus.topics]``)
         self.flush_every_s = float(flush_every_s)
         self.messages_written = 0
         self.malformed = 0
@@ -312,7 +314,8 @@ class McapRecorder:
         data = _message_json(h, msg.arrays)
         stamp, seq, src = h.get("stamp_ns"), h.get("seq"), h.get("src")
         log_time_ns = int(log_time_ns)
-        self._add(self._channel(msg.topic, src if type(src) is str else ""), log_time_ns, data,
+        topic = self.names.logical(msg.topic) or msg.topic     # recorded under its registered name
+        self._add(self._channel(topic, src if type(src) is str else ""), log_time_ns, data,
                   stamp if type(stamp) is int and 0 <= stamp < 1 << 64 else log_time_ns,
                   seq if type(seq) is int and 0 <= seq < 1 << 32 else 0)
 

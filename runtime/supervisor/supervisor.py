@@ -51,6 +51,7 @@ class NodeProcess:
     died_s: float | None = None
     restart_latency_s: list = field(default_factory=list)   # death noticed → first heartbeat of the new process
     gave_up: bool = False
+    stopped_s: float | None = None       # when shutdown saw it exit
 
     @property
     def pid(self) -> int | None:
@@ -253,6 +254,7 @@ class Supervisor:
             p.proc.kill()
             p.proc.wait()
         p.status = "stopped"
+        p.stopped_s = time.monotonic()
 
     def shutdown(self, grace_s: float = 3.0) -> None:
         if self._closed:

@@ -133,21 +133,6 @@ def test_estop_stops_the_arm_and_the_runtime(runtime, sim):
     _assert_arm_still(sim)
 
 
-def test_killing_the_control_process_leaves_the_arm_stopped(runtime, sim):
-    sup = runtime
-    _pump(sup, 0.2)
-    q0 = _last_state(sup).arrays["q"].copy()
-    sup.publish("chunk", {"t0": time.monotonic(), "dt": 0.05}, {"q": _min_jerk(q0, q0 + np.radians(25), 61)})
-    _pump(sup, 0.6)
-    moving = _last_state(sup)
-    assert not moving.header["at_rest"]
-    os.kill(sup.nodes["control"].pid, signal.SIGKILL)
-    _pump(sup, 2.0)
-    assert sup.failed and "killed by signal 9" in sup.failed
-    assert any("arm stopped by the supervisor" in e for _, e in sup.events)
-    _assert_arm_still(sim)
-
-
 def _assert_arm_still(sim):
     p, udp = sim
     from kinebridge.drivers.realman.arm import RealmanConfig
@@ -181,33 +166,3 @@ def test_sigterm_decelerates_to_rest_before_stopping(runtime, sim):
     from kinebridge.kernels import rm75
     assert np.all(np.abs(a) <= rm75.QDD_MAX * 1.0001 + 1e-9)   # and never braked harder than allowed
     _assert_arm_still(sim)
-
-
-def test_a_killed_recorder_is_restarted_while_the_arm_streams(tmp_path, sim):
-    from kinebridge.runtime.config import RuntimeConfig
-    from kinebridge.runtime.recording.recorder import read_recording
-
-    base = _config(tmp_path, sim, '[nodes.recorder]\ncritical = false\n')
-    data = base.model_dump()
-    data["recorder"]["directory"] = str(tmp_path / "rec")
-    cfg = RuntimeConfig.model_validate(data)
-    sup = Supervisor(cfg, tmp_path / "run", listen=("heartbeat", "control/state"), log=lambda s: None)
-    try:
-        sup.start()
-        sup.wait_ready()
-        _pump(sup, 0.5)
-        os.kill(sup.nodes["recorder"].pid, signal.SIGKILL)
-        t_kill = time.monotonic()
-        while not sup.nodes["recorder"].restart_latency_s and time.monotonic() - t_kill < 10:
-            sup.poll(10)
-        _pump(sup, 0.3)
-        rec = sup.nodes["recorder"]
-        assert rec.restarts == 1 and not sup.failed     # the new process has heartbeat (restart_latency_s)
-        assert rec.restart_latency_s[0] < 5.0          # the ≤ 1 s figure is measured by `bench runtime`
-        ticks = np.array([m.header["tick"] for m in sup.messages if m.topic == "control/state"])
-        assert np.all(np.diff(ticks) == 1)             # the control loop never paused
-        assert len(list((tmp_path / "rec").glob("*.mcap"))) >= 2   # the old file stays, a new one starts
-        old = sorted((tmp_path / "rec").glob("*.mcap"), key=os.path.getmtime)[0]
-        assert len(list(read_recording(old))) > 50     # what the killed recorder had written is readable
-    finally:
-        sup.shutdown()

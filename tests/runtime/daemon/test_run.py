@@ -54,7 +54,7 @@ def test_bad_config_is_refused_before_anything_starts(tmp_path):
 def test_a_6f_arm_at_half_speed_on_a_slower_controller(tmp_path):
     """arm.model = RM75-6F and arm.speed_fraction = 0.5 against a controller that reports 60 % joint speeds:
     the control loop enforces model ∩ report × 0.5, announces it, the trajectory node plans within it, and
-    every flange figure uses the 6F's d7."""
+    every flange figure uses the 6F's d7. Chunks and states travel under configured wire names."""
     from kinebridge.drivers.host.net import free_udp_port
     from kinebridge.drivers.realman.sim.controller import spawn_sim
     from kinebridge.kernels import rm75
@@ -65,6 +65,9 @@ def test_a_6f_arm_at_half_speed_on_a_slower_controller(tmp_path):
         cfg.write_text(f"""
 [bus]
 ipc_dir = "{tmp_path}/bus"
+[bus.topics]                 # renamed on the wire: publishers and subscribers alike must follow
+chunk = "arm1/chunk"
+"control/state" = "arm1/state"
 [arm]
 model = "RM75-6F"
 speed_fraction = 0.5
@@ -92,6 +95,7 @@ directory = "{tmp_path}/rec"
     lim = next(iter(read_recording(rec, ["control/limits"])))
     assert lim.header["model"] == "RM75-6F" and lim.header["d7"] == rm75.D7_6F
     np.testing.assert_allclose(lim.arrays["qd_max"], rm75.QD_MAX * 0.6 * 0.5, rtol=1e-3)
+    assert sum(1 for _ in read_recording(rec, ["chunk"])) == s["loop"]["chunks_accepted"] > 0   # recorded by name
     plan = next(iter(read_recording(rec, ["trajectory/plan"])))
     v = np.abs(np.diff(plan.arrays["q"], axis=0)) / plan.header["dt"]
     assert np.all(v <= lim.arrays["qd_max"]), "the plan exceeds what the loop enforces"

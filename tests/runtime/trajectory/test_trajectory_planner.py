@@ -29,38 +29,6 @@ def planner():
     return SkillPlanner(bundled_skill("pour"))
 
 
-def test_bundled_skill_matches_its_generator_and_round_trips(tmp_path):
-    shipped, fresh = bundled_skill("pour"), pouring_skill()
-    assert len(shipped.demos) == len(fresh.demos) == 6
-    for a, b in zip(shipped.demos, fresh.demos):
-        np.testing.assert_array_equal(a.position, b.position)
-        np.testing.assert_array_equal(a.orientation, b.orientation)
-    p = tmp_path / "s.npz"
-    shipped.save(p)
-    back = Skill.load(p)
-    assert back.name == "pour" and back.duration == shipped.duration
-    np.testing.assert_array_equal(back.frames[3][1].rotation, shipped.frames[3][1].rotation)
-
-
-def test_malformed_skill_files_are_named(tmp_path):
-    bad = tmp_path / "bad.npz"
-    bad.write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a kinebridge skill file"):
-        Skill.load(bad)
-    np.savez(tmp_path / "nometa.npz", x=np.zeros(3))
-    with pytest.raises(ValueError, match="'meta'"):
-        Skill.load(tmp_path / "nometa.npz")
-    skill = bundled_skill()
-    skill.save(tmp_path / "ok.npz")
-    z = dict(np.load(tmp_path / "ok.npz"))
-    del z["demo2_position"]
-    np.savez(tmp_path / "cut.npz", **z)
-    with pytest.raises(ValueError, match="demo2_position"):
-        Skill.load(tmp_path / "cut.npz")
-    with pytest.raises(ValueError, match="bundled skills"):
-        bundled_skill("juggle")
-
-
 def test_plan_starts_at_the_arm_and_reaches_the_generalised_goal(planner):
     goal = cup_frame(0.42, 0.15, 0.10, np.radians(15))
     plan = planner.plan(goal, q_start=READY, t_start=100.0)
@@ -140,58 +108,6 @@ def test_joint_plan_sampling():
     np.testing.assert_allclose(p.q_at(0.0), q[0])
     np.testing.assert_allclose(p.q_at(9.0), q[-1])
     assert p.t_end == 3.5
-
-
-def test_bundled_skill_is_reachable_with_the_tool_pointing_down():
-    """Every demonstrated pose is an RM75-B flange pose the IK reaches, tool axis below horizontal."""
-    for d in bundled_skill().demos:
-        pose = np.concatenate([d.position, d.orientation], axis=1)[::4]
-        first = rm75.ik(pose[0], rm75.Q_HOME, rm75.D7_B)
-        assert first.ok
-        _, ok = rm75.ik_path(pose, first.q, rm75.D7_B, max_step=0.2)
-        assert ok.all()
-        assert quat.to_matrix(d.orientation)[:, 2, 2].max() < -0.3      # flange z points down (≤ 69° tilt)
-
-
-def _corrupt(tmp_path, name, **changes):
-    z = dict(np.load(tmp_path / "ok.npz"))
-    z.update(changes)
-    for k in [k for k, v in changes.items() if v is None]:
-        del z[k]
-    np.savez(tmp_path / name, **z)
-    return tmp_path / name
-
-
-def test_skill_files_with_bad_entries_are_rejected_by_key(tmp_path):
-    bundled_skill().save(tmp_path / "ok.npz")
-    np.save(tmp_path / "arr.npy", np.zeros(3))
-    with pytest.raises(ValueError, match="single .npy array"):
-        Skill.load(tmp_path / "arr.npy")
-    meta = json.loads(str(np.load(tmp_path / "ok.npz")["meta"]))
-    cases = {
-        "demo1_position": dict(demo1_position=np.zeros((200, 2))),
-        "frame0_1_rotation": dict(frame0_1_rotation=2 * np.eye(3)),
-        "demo0_orientation": dict(demo0_orientation=np.ones((200, 4))),
-        "demo3_t": dict(demo3_t=np.zeros(200)),
-        "frame2_0_origin": dict(frame2_0_origin=np.array([0.1, np.nan, 0.2])),
-        "n_demos": dict(meta=np.array(json.dumps({**meta, "n_demos": "six"}))),
-        "format": dict(meta=np.array(json.dumps({**meta, "format": "other"}))),
-        "JSON object": dict(meta=np.array("[1, 2]")),
-        "frame5_1_origin": dict(frame5_1_origin=None),
-    }
-    for problem, change in cases.items():
-        with pytest.raises(ValueError, match=problem) as exc:
-            Skill.load(_corrupt(tmp_path, "bad.npz", **change))
-        assert "Skill.save" in str(exc.value)                        # and says how to fix it
-
-
-def test_pose7_task_frame_round_trip():
-    f = cup_frame(0.4, 0.1, 0.1, 0.3)
-    p = pose7_from_task_frame(f)
-    assert p.shape == (7,) and p[3] >= 0
-    back = task_frame_from_pose7(p)
-    np.testing.assert_allclose(back.origin, f.origin, atol=1e-12)
-    np.testing.assert_allclose(back.rotation, f.rotation, atol=1e-12)
 
 
 def test_plan_tracks_the_lfe_kmp_trajectory_pose_by_pose(planner):
