@@ -100,3 +100,10 @@ def test_bodies_go_on_the_wire_as_plain_headers():
     h = b.header()
     assert h["chunks_superseded"] == 0 and h["chunk_latency_ns"] == [] and "v" not in h
     assert M.ControlTiming.model_validate(h) == b
+
+
+def test_the_architecture_page_lists_every_topic():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "architecture.md").read_text()
+    missing = [n for n in REAL if f"| `{n}` |" not in doc]
+    assert not missing, f"docs/architecture.md's message table lacks {missing}"
