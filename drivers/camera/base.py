@@ -60,7 +60,8 @@ class GroundTruth:
     ``segmentation`` (H, W) int32 holds label ids, ``labels[id]`` their names; ``keypoints_3d``
     ``{label: {name: xyz}}``; ``keypoints_2d`` ``{label: {name: (u, v, z, visible)}}`` with
     (u, v) in pixels, z the depth along the optical axis and ``visible`` true when the point is
-    in the image and nothing nearer covers its pixel; ``object_poses`` ``{name: (4, 4)}``.
+    in the image and nothing nearer covers its pixel; ``object_poses`` ``{name: (4, 4)}``;
+    ``visible_pixels`` ``{label: count}`` of the segmentation (empty without it).
     """
 
     labels: tuple[str, ...]
@@ -71,6 +72,7 @@ class GroundTruth:
     flange: np.ndarray
     held: np.ndarray | None
     world_time: float
+    visible_pixels: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

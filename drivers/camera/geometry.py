@@ -17,7 +17,7 @@ import math
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["Intrinsics", "look_at", "project", "backproject", "pose_from_xyz_quat", "invert"]
 

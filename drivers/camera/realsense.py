@@ -184,7 +184,6 @@ class RealsenseCamera(Camera):
     # --------------------------------------------------------------------------- capture
 
     def _grab(self) -> Frame | None:
-        rs = self.rs
         try:
             # short waits so close() is prompt; the stall deadline decides when the device is gone
             fs = self._sync.wait_for_frames(100)

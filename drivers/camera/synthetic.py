@@ -50,6 +50,13 @@ def keypoints_2d(kp3: dict, depth: np.ndarray, intr: geometry.Intrinsics, T_base
     return out
 
 
+def _pixel_counts(seg: np.ndarray | None, labels: tuple[str, ...]) -> dict:
+    if seg is None:
+        return {}
+    counts = np.bincount(seg.ravel(), minlength=len(labels))
+    return {labels[k]: int(c) for k, c in enumerate(counts[:len(labels)]) if c}
+
+
 class SyntheticCamera(Camera):
     """Renders ``world`` (a :class:`~kinebridge.drivers.world.world.World`) per ``config``."""
 
@@ -107,14 +114,17 @@ class SyntheticCamera(Camera):
             gt = GroundTruth(labels=self.world.labels, segmentation=labels, keypoints_3d=gt_state["keypoints"],
                              keypoints_2d=keypoints_2d(gt_state["keypoints"], depth, self.intrinsics, self.extrinsics),
                              object_poses=gt_state["objects"], flange=gt_state["flange"], held=gt_state["held"],
-                             world_time=t)
+                             world_time=t, visible_pixels=_pixel_counts(labels, self.world.labels))
         return Frame(rgb=rgb, depth=depth, intrinsics=self.intrinsics, extrinsics=self.extrinsics.copy(),
                      host_stamp_ns=stamp, device_stamp_ns=int(round(t * 1e9)), seq=0, ground_truth=gt)
 
     def _thread_exit(self) -> None:
+        from kinebridge.drivers.world.gl import release_gl_context
+
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+        release_gl_context()
 
     def _stop_device(self) -> None:
         pass

@@ -4,15 +4,21 @@ What is built: a floor, a table whose top is z = 0 in the arm's base frame, ligh
 the spec's variant (:mod:`.arm_model`), its tool and water (:mod:`.tool`), the objects
 (:mod:`.objects`) and, optionally, small visual markers at every keypoint.
 
-Solver settings (``PhysicsSpec``), tuned on the 2-core box with a held mug and 120 spheres fed
-joint states at 200 Hz (figures in docs/world.md):
+Solver settings (``PhysicsSpec``), tuned on the 2-core box with a held mug of 120 spheres fed
+joint states at 200 Hz, the mug moving (real-time factor = simulated s per wall s):
 
-- timestep 2.5 ms (two steps per 200 Hz state): the water contacts' time constant (10 ms) must
-  be at least twice the timestep for the soft-constraint solver to be stable;
-- Newton with at most 20 iterations and 6 line-search iterations converges the sphere pile in
-  a few iterations (PGS needed ~5× as many to hold the same pile without creeping through the
-  wall boxes); pyramidal cones; frictionless water (condim 1) has one row per contact;
-- ``implicitfast`` integration keeps the slide-joint damping of the drawer stable at any mass.
+- timestep 2.5 ms, two steps per 200 Hz state. 5 ms (one step per state) runs twice as fast and
+  holds the water at rest, but a pour then splashes and tunnels: 55–73 of 120 spheres spilt
+  where 2.5 ms spills 0–2. The water contacts' time constant (10 ms) stays ≥ 2 timesteps, as
+  MuJoCo's soft constraints need for stability.
+- CG with at most 20 iterations (6 line-search): real-time factor 2–3.5. Newton, which
+  factorises the Hessian over all ~400 degrees of freedom the spheres couple, managed 0.9–1.1;
+  CG capped at 10 iterations was faster but did not converge the pile, and 51 of 120 spheres
+  crept out through the wall while the mug moved.
+- pyramidal friction cones; the water is frictionless (condim 1: one row per contact).
+- sleeping islands: objects at rest on the table sleep until something touches them (3–4.2
+  instead of 2.4–2.8); the arm's tree and the water never sleep.
+- ``implicitfast`` integration keeps the drawer's slide damping stable at any mass.
 """
 
 from __future__ import annotations
@@ -102,10 +108,10 @@ def _lights(spec, scene: SceneSpec):
 def build(scene: SceneSpec) -> BuiltWorld:
     """Build and compile ``scene``; the model's initial state has the arm at ``q0`` (the spec's,
     or the carry posture) and the water in the held mug."""
-    import mujoco
-
+    from kinebridge.drivers.world.gl import load_mujoco
     from kinebridge.kernels import rm75
 
+    mujoco = load_mujoco()
     spec = mujoco.MjSpec()
     spec.modelname = "kinebridge_world"
     spec.compiler.degree = False            # every angle below is in radians (joint ranges!)
@@ -116,6 +122,11 @@ def build(scene: SceneSpec) -> BuiltWorld:
     spec.option.ls_iterations = ph.ls_iterations
     spec.option.cone = getattr(mujoco.mjtCone, f"mjCONE_{ph.cone.upper()}")
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    if ph.sleep:
+        # objects at rest on the table drop out of collision and solver work until touched;
+        # the arm's tree and the water never sleep (see arm_model, tool)
+        spec.option.enableflags |= mujoco.mjtEnableBit.mjENBL_SLEEP
+        spec.option.sleep_tolerance = ph.sleep_tolerance
     w, h = scene.render_size
     spec.visual.global_.offwidth = int(w)
     spec.visual.global_.offheight = int(h)

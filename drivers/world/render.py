@@ -27,61 +27,20 @@ computed in float64; b = 0 (nothing drawn) is reported as depth 0 ("no depth", a
 Back ends. ``"egl"`` (headless, Mesa's llvmpipe or a GPU) or ``"osmesa"`` (software, needs
 Debian's ``libosmesa6``); ``"auto"`` takes ``MUJOCO_GL`` if it names one of them, else EGL. A GL
 context is current in the thread that created it: create a :class:`Renderer` in the thread that
-renders.
+renders; renderers in one thread share its context (:func:`~kinebridge.drivers.world.gl.gl_context`).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 
 from kinebridge.drivers.camera.geometry import Intrinsics
 
+from kinebridge.drivers.world.gl import RenderError, _backend, gl_context, load_mujoco
+
 __all__ = ["Renderer", "RenderError", "gl_context"]
-
-_BACKENDS = ("egl", "osmesa")
-_lock = threading.Lock()
-
-
-class RenderError(RuntimeError):
-    """No OpenGL back end could be started, or the image does not fit the offscreen buffer."""
-
-
-def _backend(name: str) -> str:
-    name = (name or "auto").lower()
-    if name == "auto":
-        env = os.environ.get("MUJOCO_GL", "").lower()
-        return env if env in _BACKENDS else "egl"
-    if name not in _BACKENDS:
-        raise ValueError(f"backend: expected 'auto', 'egl' or 'osmesa', got {name!r}")
-    return name
-
-
-def gl_context(width: int, height: int, backend: str = "auto"):
-    """An offscreen OpenGL context of the back end (made current); clear errors if none starts."""
-    name = _backend(backend)
-    plat = os.environ.get("PYOPENGL_PLATFORM")
-    if plat and plat.lower() != name:
-        raise RenderError(f"PYOPENGL_PLATFORM={plat} is set but the {name} back end was asked for; "
-                          f"unset PYOPENGL_PLATFORM or set MUJOCO_GL={plat.lower()}")
-    try:
-        with _lock:
-            if name == "egl":
-                from mujoco.egl import GLContext
-            else:
-                from mujoco.osmesa import GLContext
-            ctx = GLContext(width, height)
-        ctx.make_current()
-        return ctx
-    except Exception as err:  # noqa: BLE001 - every failure here means "no back end", reported as such
-        if name == "osmesa":
-            raise RenderError(f"MUJOCO_GL=osmesa could not start ({type(err).__name__}: {err}); it needs "
-                              "Debian's libOSMesa: apt-get install -y libosmesa6 (or use MUJOCO_GL=egl)") from err
-        raise RenderError(f"EGL could not start an offscreen OpenGL context ({type(err).__name__}: {err}); "
-                          "install Mesa's EGL (apt-get install -y libegl1 libgl1-mesa-dri), or render in "
-                          "software with MUJOCO_GL=osmesa after apt-get install -y libosmesa6") from err
 
 
 class Renderer:
@@ -89,8 +48,7 @@ class Renderer:
 
     def __init__(self, world, width: int, height: int, *, backend: str = "auto", near: float = 0.03,
                  far: float = 6.0, max_geom: int = 20000):
-        import mujoco
-
+        mujoco = load_mujoco()
         self._mj = mujoco
         self.world = world
         self.width, self.height = int(width), int(height)
@@ -213,10 +171,6 @@ class Renderer:
             try:
                 self._con.free()
             except Exception:  # noqa: BLE001 - best effort at teardown
-                pass
-            try:
-                self._ctx.free()
-            except Exception:  # noqa: BLE001
                 pass
 
     def __enter__(self):

@@ -32,7 +32,7 @@ def _rx(a: float) -> np.ndarray:
 
 def pour_path(world, target: str | None = None, *, rate_hz: float = 200.0, move_s: float = 1.5,
               tilt_s: float = 1.5, hold_s: float = 1.5, tilt: float = 2.0, offset=(0.0, 0.015),
-              clearance: float = 0.025, yaw: float = 0.0) -> np.ndarray:
+              clearance: float = 0.015, yaw: float = 0.0) -> np.ndarray:
     """Joint path (N, 7), one row per 1/``rate_hz`` s, pouring the held mug into ``target``.
 
     ``offset`` (m, base frame x/y) shifts the lip from the target's mouth centre; ``yaw``

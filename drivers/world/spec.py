@@ -75,7 +75,7 @@ class HandleSpec(_Spec):
     thickness: float = Field(0.005, ge=0.002, le=0.012)
 
 
-class _Container(_Spec):
+class _Object(_Spec):
     """Fields shared by objects on the table."""
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,31}$")
@@ -92,7 +92,7 @@ class _Container(_Spec):
         return v
 
 
-class MugSpec(_Container):
+class MugSpec(_Object):
     """A mug: cylindrical wall of ``segments`` boxes, a bottom disc, a handle.
 
     Keypoints (VL-MP Fig. 5a), in the mug frame: K_i the interaction point on the rim, opposite
@@ -122,7 +122,7 @@ class MugSpec(_Container):
         return self.radius - self.wall
 
 
-class BowlSpec(_Container):
+class BowlSpec(_Object):
     """A bowl: a flat base disc and a flared wall of tilted boxes. Keypoints K_i (rim, −x side),
     K_p1 (mouth centre), K_p2 (base centre)."""
 
@@ -140,7 +140,7 @@ class BowlSpec(_Container):
         return self
 
 
-class PlateSpec(_Container):
+class PlateSpec(_Object):
     """A plate: a thin disc with a low ring rim. Keypoints K_i (rim, −x side), K_p1 (top centre)."""
 
     kind: Literal["plate"] = "plate"
@@ -150,7 +150,7 @@ class PlateSpec(_Container):
     segments: int = Field(24, ge=8, le=48)
 
 
-class BoxSpec(_Container):
+class BoxSpec(_Object):
     """A box (full ``size`` x, y, z in m). Keypoints K_p1 (top face centre), K_p2 (base centre),
     K_i (top edge centre on the −x face)."""
 
@@ -159,7 +159,7 @@ class BoxSpec(_Container):
                 Annotated[float, Field(gt=0.005, le=0.6)]] = (0.06, 0.06, 0.06)
 
 
-class DrawerSpec(_Container):
+class DrawerSpec(_Object):
     """A cabinet (fixed to the table) with one drawer on a slide joint along the cabinet's −x.
 
     ``size`` is the cabinet's outside (x, y, z); the drawer opens towards −x (towards the arm at
@@ -187,7 +187,7 @@ class DrawerSpec(_Container):
         return self
 
 
-class DistractorSpec(_Container):
+class DistractorSpec(_Object):
     """A distractor of no semantic interest (no keypoints beyond K_p1, its top centre)."""
 
     kind: Literal["distractor"] = "distractor"
@@ -198,7 +198,6 @@ class DistractorSpec(_Container):
 
 ObjectSpec = Annotated[Union[MugSpec, BowlSpec, PlateSpec, BoxSpec, DrawerSpec, DistractorSpec],
                        Field(discriminator="kind")]
-CONTAINER_KINDS = ("mug", "bowl")
 
 
 class TableSpec(_Spec):
@@ -275,7 +274,7 @@ class ParticleSpec(_Spec):
 
     count: int = Field(120, ge=0, le=2000)
     radius: float = Field(0.0045, ge=0.002, le=0.015, description="m")
-    fill_density: float = Field(1000.0, gt=0.0, le=5000.0, description="kg/m³ of a sphere")
+    density: float = Field(1000.0, gt=0.0, le=5000.0, description="kg/m³ of a sphere (water: 1000)")
     color: Rgba = (0.25, 0.55, 0.95, 1.0)
 
 
@@ -307,6 +306,8 @@ class PhysicsSpec(_Spec):
     iterations: int = Field(20, ge=1, le=200)
     ls_iterations: int = Field(6, ge=1, le=100)
     cone: Literal["pyramidal", "elliptic"] = "pyramidal"
+    sleep: bool = Field(True, description="let objects at rest sleep (MuJoCo islands)")
+    sleep_tolerance: float = Field(1e-3, gt=0.0, le=0.1, description="m/s, rad/s")
 
 
 class SceneSpec(_Spec):

@@ -162,7 +162,7 @@ def add_particles(worldbody, tool, positions_world: np.ndarray) -> list[str]:
 
     p = tool.particles
     names = []
-    mass = p.fill_density * 4.0 / 3.0 * math.pi * p.radius ** 3
+    mass = p.density * 4.0 / 3.0 * math.pi * p.radius ** 3
     for k, pos in enumerate(positions_world):
         name = f"water/p{k:04d}"
         body = worldbody.add_body(name=name, pos=list(map(float, pos)))

@@ -49,7 +49,9 @@ class World:
     """A MuJoCo world built from a :class:`SceneSpec` (or an already :class:`BuiltWorld`)."""
 
     def __init__(self, scene: SceneSpec | BuiltWorld, *, max_queue: int = 4096):
-        import mujoco
+        from kinebridge.drivers.world.gl import load_mujoco
+
+        mujoco = load_mujoco()
 
         self._mj = mujoco
         self.built = scene if isinstance(scene, BuiltWorld) else build(scene)

@@ -99,6 +99,7 @@ def test_segmentation_labels_the_objects(plain):
     seg, labels = f.ground_truth.segmentation, f.ground_truth.labels
     for name in ("cup", "cup2", "crate", "table"):
         assert (seg == labels.index(name)).sum() > 200, name
+        assert f.ground_truth.visible_pixels[name] == (seg == labels.index(name)).sum()
     # pixels labelled "crate" back-project into the crate's box (1 mm slack)
     rows, cols = np.nonzero(seg == labels.index("crate"))
     P = backproject(np.stack([cols, rows], 1), f.depth[rows, cols], f.intrinsics, f.extrinsics)
@@ -146,10 +147,15 @@ _PROBE = ("from kinebridge.drivers.world.render import gl_context\n"
           "except Exception as e:\n    print(type(e).__name__ + ': ' + str(e))\n")
 
 
-def _probe(**env):
+_WORLD_PROBE = ("from kinebridge.drivers.world import SceneSpec, World\n"
+                "try:\n    World(SceneSpec()); print('OK')\n"
+                "except Exception as e:\n    print(type(e).__name__ + ': ' + str(e))\n")
+
+
+def _probe(code=_PROBE, **env):
     e = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}      # set by this process's EGL
     e.update(env)
-    out = subprocess.run([sys.executable, "-c", _PROBE], env=e, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, timeout=120)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -160,6 +166,8 @@ def test_missing_egl_names_osmesa_and_the_package():
     assert line.startswith("RenderError") and "MUJOCO_GL=osmesa" in line and "libosmesa6" in line
 
 
-def test_osmesa_either_renders_or_names_its_package():
-    line = _probe(MUJOCO_GL="osmesa")
+@pytest.mark.parametrize("code", [_PROBE, _WORLD_PROBE], ids=["context", "world"])
+def test_osmesa_either_renders_or_names_its_package(code):
+    # without libOSMesa even `import mujoco` fails (in PyOpenGL): the world reports the fix too
+    line = _probe(code, MUJOCO_GL="osmesa")
     assert line == "OK" or (line.startswith("RenderError") and "apt-get install -y libosmesa6" in line)

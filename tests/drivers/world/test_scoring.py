@@ -52,14 +52,12 @@ def test_hitting_an_object_is_a_collision():
     box = BoxSpec(name="obstacle", pose=Placement(x=0.30, y=-0.12), size=(0.05, 0.05, 0.16), color=(0.2, 0.6, 0.2, 1))
     w = World(_scene(extra=(box,)))
     with PourMonitor(w) as mon:
-        q = w.arm_q
         path = pour_path(w)
         _drive(w, path[: int(1.5 * RATE)])                  # the approach sweeps the held mug through the box
         s = mon.score()
     assert s.collisions > 0 and "obstacle" in s.collided_with
     assert not s.success
     assert mon.collision_log and mon.collision_log[0][1].startswith("tool/")
-    del q
 
 
 def test_monitor_needs_a_container_target():

@@ -127,7 +127,7 @@ def test_tilted_past_its_rim_it_pours():
 
 def test_realtime_with_water_at_200_hz():
     """Real-time factor of the world fed 200 Hz states while the held mug moves (loose bound:
-    the 2-core box is shared; docs/world.md has the measured figure)."""
+    the 2-core box is shared; bench/camera_bench.py measures the real figure)."""
     w = World(SceneSpec.random(1, n_mugs=3, n_distractors=2, particles=120))
     q0 = w.built.q0
     t = 0.0
