@@ -82,8 +82,14 @@ class ControlSection(ControlConfig):
 
 
 class RecorderSection(_Strict):
-    directory: str = Field("out/recordings", description="where recordings go (one .mcap per run)")
-    flush_every_s: float = Field(0.05, gt=0.0, le=5.0)
+    directory: str = Field("out/recordings", description="where recordings go (kinebridge-<start>-<pid>-NNN.mcap)")
+    flush_every_s: float = Field(0.25, gt=0.0, le=5.0,
+                                 description="a compressed chunk is closed and handed to the OS at most this long "
+                                             "after its first message: what a crash may lose (s)")
+    rotate_mb: float = Field(512.0, ge=0.0, le=1e6,
+                             description="start the next file once one holds this many MB (0: no size limit)")
+    rotate_s: float = Field(3600.0, ge=0.0, le=7 * 86400.0,
+                            description="start the next file once one has been open this long (s; 0: no limit)")
 
 
 class SupervisorSection(_Strict):

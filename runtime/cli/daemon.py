@@ -1,4 +1,4 @@
-"""``kinebridge run``, ``replay`` and ``keys``: the controller daemon and its recordings and keys."""
+"""``kinebridge run`` and ``keys``: the controller daemon and its keys (``replay`` is in :mod:`.recording`)."""
 
 from __future__ import annotations
 
@@ -67,58 +67,6 @@ def _run_run(args) -> int:
         errs = [t.get("error") for t in summary.get("tasks", []) if t.get("error")]
         print(f"kinebridge: error: the task did not complete ({'; '.join(errs) or 'timeout'})", file=sys.stderr)
         return 1
-    return 0
-
-
-def add_replay(sub):
-    rp = sub.add_parser(
-        "replay", help="play an MCAP recording back into the bus, or show what it holds",
-        description=("Publish every message of a kinebridge recording (.mcap, as the recorder writes it; a file cut "
-                     "short by a crash works too) on the bus with its original timing, so nodes under test receive "
-                     "what they received on the robot. The replayed headers carry replayed=true and the original "
-                     "stamp in `derived`. --info prints per-topic counts, rates and sequence gaps instead."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    rp.add_argument("recording", type=Path, help="the .mcap file")
-    rp.add_argument("--info", action="store_true", help="summarise the recording and exit")
-    rp.add_argument("--speed", type=float, default=1.0, help="playback speed (0 = as fast as possible)")
-    rp.add_argument("--topics", default=None, help="comma-separated topics to replay (default: all)")
-    rp.add_argument("--endpoint", default=None,
-                    help="where to publish (default: the endpoint of node --as in --config, else "
-                         "ipc://<default bus dir>/replay.sock)")
-    rp.add_argument("--config", type=Path, default=None, help="runtime TOML whose endpoints to use")
-    rp.add_argument("--as", dest="as_node", default="replay",
-                    help="publish as this node (its endpoint from --config), e.g. trajectory to feed a control node")
-    rp.add_argument("--loop", action="store_true", help="start again at the end until Ctrl-C")
-    rp.set_defaults(func=_run_replay)
-
-
-def _run_replay(args) -> int:
-    import json
-
-    from kinebridge.runtime.recording import recorder
-
-    if not args.recording.is_file():
-        raise ValueError(f"{args.recording}: no such recording")
-    if args.info:
-        print(json.dumps(recorder.summarize(args.recording), indent=2, default=str))
-        return 0
-    if args.speed < 0:
-        raise ValueError(f"--speed must be ≥ 0, got {args.speed}")
-    from kinebridge.runtime.bus.sockets import Publisher
-    from kinebridge.runtime.config import load_config
-
-    endpoint = args.endpoint
-    if endpoint is None:
-        endpoint = load_config(args.config).endpoint(args.as_node)
-    topics = [t.strip() for t in args.topics.split(",")] if args.topics else None
-    pub = Publisher(endpoint, args.as_node)
-    try:
-        import time
-        time.sleep(0.3)  # let subscribers connect before the first message
-        res = recorder.replay(args.recording, pub, speed=args.speed, topics=topics, loop=args.loop)
-    finally:
-        pub.close()
-    print(json.dumps(res, indent=2, default=str))
     return 0
 
 

@@ -6,7 +6,8 @@
     kinebridge bench arm     RM75 kinematics vs the SDK; SDK streaming into the simulated controller
     kinebridge sim           simulated RealMan RM75 controller (JSON/TCP + UDP push, SDK-compatible)
     kinebridge run           the controller daemon (default: one pouring task on the simulated arm)
-    kinebridge replay        play an MCAP recording back into the bus (or --info: what it holds)
+    kinebridge replay        play an MCAP recording back into the bus (--info: what it holds; --recover: repair a cut one)
+    kinebridge plot          figure of a recording: joints commanded vs measured, tracking error, loop timing
     kinebridge keys          CurveZMQ keys for nodes on other machines
 
 Subcommands import their modules lazily, so ``kinebridge --help`` is instant and a missing optional
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinebridge.runtime.cli import daemon, evaluate, sim
+from kinebridge.runtime.cli import daemon, evaluate, recording, sim
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,12 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kinebridge",
         description="kinebridge: VLM-directed, KMP-precise control of a RealMan RM75 arm. "
                     "Run a subcommand with --help for its options.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{run,eval,bench,sim,replay,keys}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,eval,bench,sim,replay,plot,keys}")
     daemon.add_run(sub)
     evaluate.add_eval(sub)
     evaluate.add_bench(sub)
     sim.add_sim(sub)
-    daemon.add_replay(sub)
+    recording.add_replay(sub)
+    recording.add_plot(sub)
     daemon.add_keys(sub)
     return p
 

@@ -1,6 +1,8 @@
 """The recorder: exact round trip through real sockets, crash safety (a SIGKILLed recorder process,
-a file torn at every byte), the standard MCAP reader, malformed messages, replay and its timing,
-and the summary used by ``kinebridge replay --info``."""
+a file torn at every byte, both rewritten by ``recover`` into files the standard seeking reader
+opens), chunked zstd files with every index, wall-clock log times, a JSON schema per topic with
+named fields, rotation, malformed messages, replay and its timing, and the summary used by
+``kinebridge replay --info``."""
 
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ from hypothesis.extra import numpy as hnp
 
 from kinebridge.runtime.bus.sockets import Publisher, Subscriber
 from kinebridge.runtime.bus.codec import Message, decode, encode
-from kinebridge.runtime.recording import recorder as recorder_mod
-from kinebridge.runtime.recording.recorder import (McapRecorder, _arrays_from_json, _float_text, _message_json,
-                                                   _unbytes, read_recording, record, replay, summarize)
+from kinebridge.runtime.recording import encoding as encoding_mod
+from kinebridge.runtime.recording.encoding import _float_text, decode_message, message_json
+from kinebridge.runtime.recording.recorder import (McapRecorder, RotatingRecorder, read_recording, record, recover,
+                                                   replay, summarize)
 from tests.runtime.conftest import A, B
 
 
@@ -81,6 +84,7 @@ class _Recording:
 def test_round_trip_through_the_bus_is_exact(tmp_path):
     ep = f"ipc://{tmp_path}/p.sock"
     pub = Publisher(ep, "producer")
+    wall_before = time.time_ns()
     r = _Recording([ep], tmp_path / "r.mcap")
     try:
         r.sync(pub)
@@ -95,16 +99,20 @@ def test_round_trip_through_the_bus_is_exact(tmp_path):
     finally:
         r.close()
         pub.close()
+    wall_after = time.time_ns()
     assert r.idle >= 1 and r.rec.malformed == 0
     got = list(read_recording(tmp_path / "r.mcap", ["chunk"]))
     assert len(got) == 20
+    offset = int(summarize(tmp_path / "r.mcap")["metadata"]["clock"]["monotonic_to_unix_ns"])
+    assert offset == r.rec.monotonic_to_unix_ns and abs(offset - (time.time_ns() - time.monotonic_ns())) < 1e9
     for i, (m, s) in enumerate(zip(got, sent)):
-        assert m.topic == "chunk" and m.publish_time_ns == s.stamp_ns
+        assert m.topic == "chunk" and m.publish_time_ns == s.stamp_ns + offset   # the sender's stamp, exactly
         assert m.header == {**headers[i], "v": 1, "seq": s.seq, "stamp_ns": s.stamp_ns, "src": "producer",
                             "derived": [{"src": "task", "topic": "task", "seq": i, "stamp_ns": 10 + i}]}
         assert type(m.header["blob"]) is bytes and type(m.header["big"]) is int
         _same_arrays(m.arrays, _arrays(i))
-        assert m.log_time_ns >= s.stamp_ns                   # received after it was sent, same clock
+        assert wall_before <= m.log_time_ns <= wall_after      # the recorder's wall clock at receipt
+        assert m.log_time_ns - m.publish_time_ns > -1_000_000  # received after it was sent (± wall-clock slew)
         m.arrays["q"][0, 0] = 1.0                             # the arrays are the caller's to modify
 
 
@@ -122,10 +130,11 @@ _DTYPES = st.sampled_from(["<f8", ">f8", "<f4", "<f2", "<c16", "<c8", "|b1", "|i
                            lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(), c, max_size=3),
                            max_leaves=10))
 def test_the_json_encoding_is_bit_exact_for_every_array_and_header(arrs, header):
-    body = _message_json({"v": header}, arrs)
-    doc = json.loads(body, object_hook=_unbytes)
-    assert doc["header"] == {"v": header}
-    _same_arrays(_arrays_from_json(doc["arrays"]), arrs)
+    body = message_json({"v": header}, arrs)
+    json.loads(body)                                           # one JSON document (array names may clash: "v")
+    got_header, got_arrays = decode_message(body)
+    assert got_header == {"v": header}
+    _same_arrays(got_arrays, arrs)
 
 
 def test_the_fast_float_text_is_exact():
@@ -138,27 +147,33 @@ def test_the_fast_float_text_is_exact():
                              np.nextafter(10.0 ** np.arange(-10, 15), 1e300)])
     x = np.concatenate([edges, powers, -powers, np.round(x, 3), x])
     x = x[(np.abs(x) < 1e16) & ((np.abs(x) >= 1e-10) | (x == 0)) & ~np.signbit(np.where(x == 0, x, 1.0))]
-    if not recorder_mod._LD_EXACT:
+    if not encoding_mod._LD_EXACT:
         pytest.skip("no 80-bit long double on this platform: floats take the repr path")
     text = _float_text(x)
     assert text is not None
     back = np.array(json.loads("[" + text + "]"), dtype=np.float64)
     assert back.tobytes() == x.tobytes()
     assert _float_text(np.array([1.0, np.nan])) is None and _float_text(np.array([-0.0])) is None
+    nested = x[: 7 * (x.size // 7)].reshape(-1, 7)             # the same numbers as (N, 7) rows
+    doc = json.loads(message_json({}, {"q": nested}))
+    assert len(doc["q"]) == nested.shape[0] and all(len(row) == 7 for row in doc["q"][:100])
+    assert np.array(doc["q"], dtype=np.float64).tobytes() == nested.tobytes()
 
 
 def test_nans_with_a_payload_keep_their_bits():
     a = np.array([0x7FF8000000000001, 0xFFF8000000000000, 0x7FF4000000000000], np.uint64).view(np.float64)
-    doc = json.loads(_message_json({}, {"a": a, "b": np.array([np.nan])}))
-    assert "data_b64" in doc["arrays"]["a"] and "data" not in doc["arrays"]["a"]
-    assert np.isnan(doc["arrays"]["b"]["data"][0])                # a plain NaN stays a JSON number
-    _same_arrays(_arrays_from_json(doc["arrays"]), {"a": a, "b": np.array([np.nan])})
+    body = message_json({}, {"a": a, "b": np.array([np.nan])})
+    doc = json.loads(body)
+    assert doc["_arrays"][0] == ["a", "<f8", [3], "b64"] and type(doc["a"]) is str   # raw bytes, not numbers
+    assert np.isnan(doc["b"][0]) and doc["_arrays"][1] == ["b", "<f8", [1]]   # a plain NaN stays a JSON number
+    _same_arrays(decode_message(body)[1], {"a": a, "b": np.array([np.nan])})
 
 
 # ---------------------------------------------------------------------------------- crash safety
 def test_a_killed_recorder_process_loses_nothing_flushed(tmp_path):
     """SIGKILL the recorder process (while it is busy with another stream) 3 flush intervals after it
-    wrote the last of n messages: all n are in the file, which has no summary or footer."""
+    wrote the last of n messages: all n are in the file, which has no summary or footer; recovered,
+    the standard seeking reader finds every one of them through the summary and indexes."""
     flush = 0.02
     ep, ep2 = f"ipc://{tmp_path}/data.sock", f"ipc://{tmp_path}/noise.sock"
     path = tmp_path / "crash.mcap"
@@ -227,28 +242,65 @@ def test_a_killed_recorder_process_loses_nothing_flushed(tmp_path):
         np.testing.assert_array_equal(m.arrays["q"], np.full((50, 7), float(m.header["i"])))
     assert info["topics"]["data"]["count"] == n and info["topics"]["data"]["gaps"] == 0
     assert info["topics"]["noise"]["count"] > 0
+    assert info["chunks"] > 1 and info["compression"] == ["zstd"]
     with open(path, "ab") as f:                                # a record torn in the middle: skipped
         f.write(b"\x05\x40\x00\x00\x00\x00\x00\x00\x00\x01\x02")
     assert len(list(read_recording(path, ["data"]))) == n
     assert summarize(path)["torn_bytes"] >= 11
+    cut = path.read_bytes()
+    res = recover(path)                                         # → crash-recovered.mcap beside it
+    assert path.read_bytes() == cut                             # the cut file is left as it was
+    assert res["out"] == str(tmp_path / "crash-recovered.mcap") and not res["complete"] and res["torn_bytes"] >= 11
+    assert res["messages"] == info["messages"] and res["corrupt"] is None
+    from mcap.reader import make_reader
+    with open(res["out"], "rb") as f:
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        data = list(reader.iter_messages(topics=["data"]))     # through the chunk indexes
+        meta = {m.name: m.metadata for m in reader.iter_metadata()}
+    assert summary.statistics.message_count == info["messages"] and len(summary.chunk_indexes) >= 1
+    assert [json.loads(m.data)["i"] for _s, _c, m in data] == list(range(n))
+    assert [m.sequence for _s, _c, m in data] == list(range(n))
+    assert meta["recovered"]["from"] == "crash.mcap" and meta["clock"] == info["metadata"]["clock"]
+    again = list(read_recording(res["out"], ["data"]))          # and the arrays still round-trip exactly
+    assert [m.header for m in again] == [m.header for m in got]
+    _same_arrays(again[-1].arrays, got[-1].arrays)
+    assert summarize(res["out"])["complete"]
+    with pytest.raises(ValueError, match="never overwrites"):
+        recover(path)
 
 
 def test_a_file_cut_at_any_byte_reads_every_complete_message(tmp_path):
+    """flush_every_s=0: every message is a chunk of its own, readable once that chunk is whole; a cut
+    file recovered holds, for the standard seeking reader, exactly what the tolerant reader reads."""
+    from mcap.reader import make_reader
+
     path = tmp_path / "full.mcap"
     rec = McapRecorder(path, flush_every_s=0)
-    ends = []
+    written = []
     for i in range(6):
         rec.write(Message("t", {"seq": i, "stamp_ns": 100 + i, "src": "a"}, {"x": np.arange(i, dtype=np.int16)}),
                   1000 + i)
-        ends.append(rec.bytes_written)                         # each message record ends here
+        written.append(rec.bytes_written)                      # the chunk and its message index are out
     rec.write_frames([b"bad"], 2000)
     rec.close()
+    with open(path, "rb") as f:
+        chunks = make_reader(f).get_summary().chunk_indexes
+    assert len(chunks) == 7                                    # one per message, the malformed one included
+    ends = [c.chunk_start_offset + c.chunk_length for c in chunks[:6]]   # each message's chunk ends here
+    assert all(e <= w for e, w in zip(ends, written))
     data = path.read_bytes()
     cut = tmp_path / "cut.mcap"
     for n in range(len(data) + 1):
         cut.write_bytes(data[:n])
         got = [m.header["seq"] for m in read_recording(cut)]
         assert got == list(range(sum(e <= n for e in ends))), n
+        if n % 97 == 0 and n >= 8:
+            fixed = tmp_path / f"fixed{n}.mcap"
+            recover(cut, fixed)
+            with open(fixed, "rb") as f:
+                std = [json.loads(m.data)["seq"] for _s, c, m in make_reader(f).iter_messages() if c.topic == "t"]
+            assert std == got, n
     assert summarize(path)["complete"] and summarize(path)["torn_bytes"] == 0
 
 
@@ -271,6 +323,13 @@ def test_not_an_mcap_file_is_refused_with_its_path(tmp_path):
 
 
 # ------------------------------------------------------------------------------- standard reader
+def _iter_from(reader, start_ns):
+    try:
+        return reader.iter_messages(starting_at=start_ns)
+    except TypeError:                                            # mcap < 1.6
+        return reader.iter_messages(start_time=start_ns)
+
+
 def test_the_standard_mcap_reader_opens_it(tmp_path):
     from mcap.reader import make_reader
 
@@ -285,17 +344,30 @@ def test_the_standard_mcap_reader_opens_it(tmp_path):
         msgs = list(reader.iter_messages())
         summary = reader.get_summary()
         meta = {m.name: m.metadata for m in reader.iter_metadata()}
+        late = [m.log_time for _s, _c, m in _iter_from(reader, 1009)]   # seeks by the chunk index
     assert len(msgs) == 12 == summary.statistics.message_count
+    assert late == [1009, 1010, 1011]
     assert {(c.topic, c.metadata["src"]) for c in summary.channels.values()} == {("chunk", "trajectory"),
                                                                                  ("state", "control")}
+    # chunked, zstd, and the message indexes Foxglove's indexed reader needs beside every chunk
+    assert summary.chunk_indexes and all(c.compression == "zstd" for c in summary.chunk_indexes)
+    assert all(c.message_index_length > 0 and c.message_index_offsets for c in summary.chunk_indexes)
+    assert sum(c.compressed_size for c in summary.chunk_indexes) < sum(c.uncompressed_size for c in summary.chunk_indexes)
+    offset = int(meta["clock"]["monotonic_to_unix_ns"])
     for schema, channel, m in msgs:
         assert channel.message_encoding == "json" and schema.encoding == "jsonschema"
         json.loads(schema.data)
-        doc = json.loads(m.data)                                # plain JSON: what Foxglove plots
-        assert doc["arrays"]["q"]["shape"] == [50, 7] and len(doc["arrays"]["q"]["data"]) == 350
-        assert m.sequence == doc["header"]["seq"] and m.publish_time == doc["header"]["stamp_ns"]
+        doc = json.loads(m.data)                                # plain JSON: what Foxglove plots (.q[0][3])
+        assert np.array(doc["q"]).shape == (50, 7) and doc["_arrays"] == [["q", "<f8", [50, 7]]]
+        assert m.sequence == doc["seq"] and m.publish_time == doc["stamp_ns"] + offset
+    schemas = {c.topic: json.loads(summary.schemas[c.schema_id].data) for c in summary.channels.values()}
+    assert {"t0", "dt", "q", "seq", "stamp_ns"} <= set(schemas["chunk"]["properties"])   # registered: named fields
+    assert schemas["chunk"]["properties"]["q"]["items"]["maxItems"] == 7
+    assert schemas["state"]["title"] == "kinebridge bus message"           # not registered: the generic schema
     assert meta["kinebridge"] == {"node": "recorder", "run": "7"}
-    assert meta["clock"]["clock"] == "CLOCK_MONOTONIC" and int(meta["clock"]["monotonic_ns_at_start"]) > 0
+    assert meta["clock"]["clock"] == "CLOCK_REALTIME" and meta["clock"]["stamp_clock"] == "CLOCK_MONOTONIC"
+    assert int(meta["clock"]["monotonic_ns_at_start"]) > 0
+    assert offset == int(meta["clock"]["unix_ns_at_start"]) - int(meta["clock"]["monotonic_ns_at_start"])
     assert [len(list(read_recording(path, [t]))) for t in ("chunk", "state")] == [6, 6]
 
 
@@ -423,7 +495,10 @@ def test_summarize_counts_rates_gaps_and_restarts(tmp_path):
     assert st_["first_s"] == 10.0 and st_["rate_hz"] == pytest.approx(11 / 0.11)
     assert s["topics"]["chunk"]["count"] == 4 and s["topics"]["chunk"]["gaps"] == 0
     assert s["duration_s"] == pytest.approx(0.16)
-    assert s["metadata"]["clock"]["clock"] == "CLOCK_MONOTONIC"
+    assert s["metadata"]["clock"]["clock"] == "CLOCK_REALTIME" and s["metadata"]["clock"]["stamp_clock"] == "CLOCK_MONOTONIC"
+    assert s["chunks"] == 17 and s["compression"] == ["zstd"]
+    import datetime
+    assert datetime.datetime.fromisoformat(s["start"]).timestamp() == 10.0    # log times are Unix ns
 
 
 def test_record_calls_on_idle_and_closes_the_file_when_stopped(tmp_path):
@@ -440,3 +515,210 @@ def test_record_calls_on_idle_and_closes_the_file_when_stopped(tmp_path):
     assert summarize(tmp_path / "r.mcap")["complete"]
     with pytest.raises(ValueError, match="closed"):
         r.rec.write(Message("t", {}, {}), 0)
+
+
+# ----------------------------------------------------------------------------------- schemas, layout
+def test_every_registered_topic_has_a_schema_with_its_named_fields_and_arrays():
+    from kinebridge.runtime.bus import messages as M
+    from kinebridge.runtime.recording.encoding import topic_schema
+
+    for topic, spec in M.TOPICS.items():
+        s = json.loads(topic_schema(topic))
+        props = s["properties"]
+        assert s["type"] == "object" and s["description"] == spec.description, topic
+        assert set(spec.body.model_fields) | {"v", "seq", "stamp_ns", "src", "derived", "_arrays"} <= set(props)
+        for name, a in (spec.body.ARRAYS or {}).items():
+            node, shape = props[name], a.shape
+            for n in shape:                                       # nested arrays, one level per axis
+                assert node["type"] == "array", (topic, name)
+                if n is not None:
+                    assert node["minItems"] == node["maxItems"] == n
+                node = node["items"]
+            assert node["type"] == ("integer" if np.dtype(a.dtype).kind in "iu" else "number"), (topic, name)
+    state = json.loads(topic_schema(M.ControlState.TOPIC))["properties"]
+    assert state["q"]["items"] == {"type": "number"} and state["tick"]["type"] == "integer"
+
+
+def test_a_control_state_reads_as_foxglove_plots_it(tmp_path):
+    """/control/state.q[0], /control/state.tick: values at the top level, arrays as plain numbers."""
+    from kinebridge.runtime.bus import messages as M
+
+    q = np.linspace(-1, 1, 7)
+    body = message_json({"v": 1, "seq": 3, "stamp_ns": 5, "src": "control", "t": 0.5, "tick": 3, "sent": True,
+                         "starved": 0, "held": 0, "at_rest": False}, {"q_cmd": q + 1e-3, "q": q})
+    doc = json.loads(body)
+    assert doc["q"][0] == q[0] and doc["q"][6] == q[6] and doc["tick"] == 3 and doc["q_cmd"][1] == q[1] + 1e-3
+    assert set(doc) - {"_arrays"} <= set(json.loads(__import__("kinebridge.runtime.recording.encoding",
+                                                                fromlist=["x"]).topic_schema(
+        M.ControlState.TOPIC))["properties"])
+
+
+def test_recordings_of_the_previous_layout_still_read(tmp_path):
+    """kinebridge-json-1 files (header and {dtype, shape, data} arrays, unchunked) read as before."""
+    from mcap.writer import Writer
+
+    path = tmp_path / "v1.mcap"
+    with open(path, "wb") as f:
+        w = Writer(f, use_chunking=False)
+        w.start(profile="kinebridge")
+        w.add_metadata("clock", {"clock": "CLOCK_MONOTONIC", "format": "kinebridge-json-1"})
+        cid = w.register_channel("chunk", "json", w.register_schema("kinebridge.chunk", "jsonschema", b"{}"),
+                                 {"src": "trajectory"})
+        doc = {"header": {"v": 1, "seq": 0, "stamp_ns": 7, "src": "trajectory", "t0": 1.5, "blob": {"$bytes": "AAE="}},
+               "arrays": {"q": {"dtype": "<f8", "shape": [2, 1], "data": [0.1, 0.2]},
+                          "v": {"dtype": "<f8", "shape": [1], "data_b64": "AQAAAAAA+H8="}}}
+        w.add_message(cid, log_time=9, data=json.dumps(doc).encode(), publish_time=7)
+        w.finish()
+    (m,) = list(read_recording(path))
+    assert m.header == {"v": 1, "seq": 0, "stamp_ns": 7, "src": "trajectory", "t0": 1.5, "blob": b"\x00\x01"}
+    assert m.arrays["q"].shape == (2, 1) and m.arrays["q"][1, 0] == 0.2
+    assert m.arrays["v"].view(np.uint64)[0] == 0x7FF8000000000001
+    assert summarize(path)["start"] is None                     # monotonic log times: no date claimed
+
+
+# ------------------------------------------------------------------------------------------ rotation
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def _msg(i, n=7):
+    return Message("t", {"seq": i, "stamp_ns": 10 * i, "src": "a", "i": i},
+                   {"q": np.random.default_rng(i).normal(size=(n, 7))})
+
+
+def test_rotation_by_duration_makes_complete_files_that_chain(tmp_path):
+    from mcap.reader import make_reader
+
+    clock = _Clock()
+    rec = RotatingRecorder(tmp_path, "kb-x", rotate_s=1.0, rotate_mb=0, flush_every_s=0.05, clock=clock,
+                           metadata={"node": "recorder"})
+    for i in range(35):                                          # 0.1 s apart: 10 messages a file
+        clock.now = 100.0 + i / 10
+        rec.write(_msg(i), 1_700_000_000_000_000_000 + i)
+    done = list(rec.paths)
+    sizes = [p.stat().st_size for p in done[:-1]]
+    rec.write(_msg(35), 1_700_000_000_000_000_035)              # the closed files are not touched again
+    assert [p.stat().st_size for p in done[:-1]] == sizes
+    rec.close()
+    assert [p.name for p in rec.paths] == [f"kb-x-{k:03d}.mcap" for k in range(4)] == sorted(
+        p.name for p in tmp_path.glob("*.mcap"))
+    assert rec.messages_written == 36 and rec.bytes_written == sum(p.stat().st_size for p in rec.paths)
+    seen = []
+    for k, p in enumerate(rec.paths):
+        with open(p, "rb") as f:                                 # each file complete and self-describing
+            reader = make_reader(f)
+            summary = reader.get_summary()
+            meta = {m.name: m.metadata for m in reader.iter_metadata()}
+            seen += [json.loads(m.data)["i"] for _s, _c, m in reader.iter_messages()]
+        assert summary.statistics.message_count == (10 if k < 3 else 6) and summary.chunk_indexes
+        assert meta["recording"]["part"] == str(k) and meta["recording"]["session"] == "kb-x"
+        assert meta["recording"]["previous"] == (rec.paths[k - 1].name if k else "")
+        assert meta["kinebridge"] == {"node": "recorder"} and "monotonic_to_unix_ns" in meta["clock"]
+    assert seen == list(range(36))
+    with pytest.raises(FileExistsError):                         # a file is never opened for writing twice
+        RotatingRecorder(tmp_path, "kb-x")
+
+
+def test_rotation_by_size(tmp_path):
+    clock = _Clock()
+    rec = RotatingRecorder(tmp_path, "kb-s", rotate_mb=0.02, rotate_s=0, flush_every_s=0, clock=clock)
+    for i in range(60):                                          # ≈ 1 kB compressed a message
+        rec.write(_msg(i, 20), i)
+        clock.now += 10.0                                        # no duration limit
+    rec.close()
+    assert len(rec.paths) >= 2
+    per_file = [summarize(p) for p in rec.paths]
+    assert all(s["complete"] for s in per_file) and sum(s["messages"] for s in per_file) == 60
+    for p in rec.paths[:-1]:
+        assert 20_000 <= p.stat().st_size < 20_000 + 12_000      # rotated once past the limit (+ its summary)
+    assert [m.header["i"] for p in rec.paths for m in read_recording(p)] == list(range(60))
+    with pytest.raises(ValueError, match="rotate_mb"):
+        RotatingRecorder(tmp_path, "kb-bad", rotate_mb=-1)
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def _run_recording(path):
+    """A short synthetic run: control/state at 200 Hz, control/timing at 5 Hz, chunk latencies at 10 Hz."""
+    from kinebridge.runtime.bus import messages as M
+
+    clock = _Clock()
+    with McapRecorder(path, flush_every_s=0.05, clock=clock) as rec:   # a chunk every 10 states
+        for i in range(200):
+            t_ns = 5_000_000_000 + i * 5_000_000
+            clock.now = t_ns / 1e9
+            q = np.sin(np.arange(7) + i / 50)
+            rec.write(Message(M.ControlState.TOPIC, {
+                "v": 1, "seq": i, "stamp_ns": t_ns, "src": "control", "t": t_ns / 1e9, "tick": i, "sent": True,
+                "starved": 0, "held": 0, "at_rest": False}, {"q_cmd": q, "q": q - 1e-3}), 1_700_000_000_000_000_000 + t_ns)
+            if i % 40 == 39:
+                rec.write(Message(M.ControlTiming.TOPIC, {"v": 1, "seq": i // 40, "stamp_ns": t_ns, "src": "control",
+                                                          "rate_hz": 200.0},
+                                  {"lateness_ns": np.arange(40, dtype=np.int64) * 100,
+                                   "tick_ns": np.full(40, 1000, np.int64)}), 1_700_000_000_000_000_000 + t_ns)
+            if i % 20 == 10:
+                rec.write(Message(M.ChunkLatency.TOPIC, {"v": 1, "seq": i // 20, "stamp_ns": t_ns, "src": "control",
+                                                         "latency_ns": 2_500_000, "waiting_ns": 2_000_000,
+                                                         "tick_work_ns": 500_000}), 1_700_000_000_000_000_000 + t_ns)
+
+
+def test_replay_info_and_recover_on_the_command_line(tmp_path, capsys):
+    from kinebridge.runtime.cli.main import main
+
+    path = tmp_path / "run.mcap"
+    _run_recording(path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[: len(data) * 2 // 3])                  # what a crash leaves
+    assert main(["replay", "--info", str(cut)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert not info["complete"] and 0 < info["topics"]["control/state"]["count"] < 200
+    assert info["topics"]["control/state"]["gaps"] == 0 and info["topics"]["control/state"]["rate_hz"] == pytest.approx(200)
+    assert main(["replay", "--recover", str(cut), "--out", str(tmp_path / "fixed.mcap")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["out"] == str(tmp_path / "fixed.mcap") and res["messages"] == info["messages"]
+    fixed = summarize(tmp_path / "fixed.mcap")
+    assert fixed["complete"] and fixed["topics"]["control/state"]["count"] == info["topics"]["control/state"]["count"]
+    assert main(["replay", "--recover", str(cut), "--out", str(tmp_path / "fixed.mcap")]) == 2   # never overwrites
+    assert "never overwrites" in capsys.readouterr().err
+    assert main(["replay", "--out", "x.mcap", str(cut)]) == 2
+
+
+def test_plot_draws_a_run_and_names_what_is_missing(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from kinebridge.runtime.cli.main import main
+    from kinebridge.runtime.recording.plot import load_run
+
+    path = tmp_path / "run.mcap"
+    _run_recording(path)
+    d = load_run(path)
+    assert d["q_cmd"].shape == (200, 7) and d["lateness_us"].size == 5 * 40 and d["latency_ms"].size == 10
+    np.testing.assert_allclose(np.diff(d["lateness_t"][:40]), 0.005)   # a batch spread over its ticks
+    assert d["lateness_t"][39] == d["state_t"][39]
+    assert main(["plot", str(path)]) == 0
+    png = tmp_path / "run.png"
+    assert capsys.readouterr().out.strip() == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    other = tmp_path / "other.mcap"
+    with McapRecorder(other) as rec:
+        rec.write(_msg(0), 1)
+    assert main(["plot", str(other), "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to plot" in err and "control/state" in err and "holds: t" in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_plot_without_matplotlib_names_the_extra(tmp_path):
+    path = tmp_path / "run.mcap"
+    _run_recording(path)
+    block = tmp_path / "block" / "matplotlib"
+    block.mkdir(parents=True)
+    (block / "__init__.py").write_text("raise ImportError('matplotlib is blocked')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "block") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-m", "kinebridge.runtime.cli.main", "plot", str(path)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "kinebridge[eval]" in r.stderr, r.stderr
+    assert not (tmp_path / "run.png").exists()
