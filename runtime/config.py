@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kinebridge.drivers.arm.config import ArmConfig
 from kinebridge.runtime.bus.sockets import BusError, check_endpoint, default_ipc_dir, endpoint_is_remote
 from kinebridge.runtime.control.config import ControlConfig
+from kinebridge.runtime.ingress.config import IngressConfig
 from kinebridge.runtime.supervisor.kinds import NODE_KINDS
 from kinebridge.runtime.trajectory.config import TrajectorySection
 
@@ -47,6 +48,9 @@ class BusConfig(_Strict):
                                                      "off loopback (`kinebridge keys`)")
     sndhwm: int = Field(1000, ge=1, le=1_000_000)
     rcvhwm: int = Field(1000, ge=1, le=1_000_000)
+    max_message_mb: float = Field(16.0, gt=0.0, le=1024.0,
+                                  description="the largest message frame a node accepts (MB); a peer sending a "
+                                              "larger one is disconnected (images travel through shared memory)")
     topics: dict[str, str] = Field(default_factory=dict,
                                    description="wire names of topics, for publishers and subscribers alike "
                                                "(registered name → name on the wire)")
@@ -99,6 +103,11 @@ class SupervisorSection(_Strict):
     start_timeout_s: float = Field(60.0, gt=0.0, le=600.0, description="time a node has to send its first heartbeat")
     restart_limit: int = Field(5, ge=0, le=1000, description="restarts of a non-critical node before giving up")
     poll_hz: float = Field(50.0, ge=5.0, le=1000.0)
+    latch_file: str | None = Field(None, description="where an e-stop or a critical node's death is remembered "
+                                                      "until `kinebridge clear` — across restarts of the daemon "
+                                                      "(default: <bus.ipc_dir>/latched for a real arm, the run "
+                                                      "directory for the simulated one; the systemd unit puts it "
+                                                      "in its state directory)")
 
 
 class NodeSpec(_Strict):
@@ -116,6 +125,7 @@ class RuntimeConfig(_Strict):
     trajectory: TrajectorySection = Field(default_factory=TrajectorySection)
     recorder: RecorderSection = Field(default_factory=RecorderSection)
     supervisor: SupervisorSection = Field(default_factory=SupervisorSection)
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
     nodes: dict[str, NodeSpec] = Field(default_factory=dict)
 
     @field_validator("nodes")
@@ -158,6 +168,18 @@ class RuntimeConfig(_Strict):
         if spec is not None and spec.endpoint:
             return spec.endpoint
         return f"ipc://{self.bus.ipc_dir}/{name}.sock"
+
+    def ingress_endpoint(self) -> str:
+        """Where outside producers connect (the ingress node's PULL socket)."""
+        return self.ingress.endpoint or f"ipc://{self.bus.ipc_dir}/ingress-in.sock"
+
+    def rpc_endpoint(self) -> str:
+        """Where the supervisor answers operator commands (`kinebridge status|stop|estop|clear`)."""
+        return f"ipc://{self.bus.ipc_dir}/supervisor-rpc.sock"
+
+    def latch_path(self) -> Path:
+        """The latch file: present while the arm must not move again before `kinebridge clear`."""
+        return Path(self.supervisor.latch_file or f"{self.bus.ipc_dir}/latched")
 
     def enabled_nodes(self) -> list[str]:
         return [n for n, s in self.nodes.items() if s.enabled]
@@ -205,6 +227,9 @@ critical = false
 
 [nodes.recorder]
 critical = false
+
+[nodes.ingress]            # the way in for producers that are not configured nodes (kinebridge task, a VLA server)
+critical = false
 """
 
 
@@ -240,3 +265,51 @@ def load_config(path: str | Path | None) -> RuntimeConfig:
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file (omit --config for the embedded default)")
     return parse_config(p.read_text(), str(p))
+
+
+# ------------------------------------------------------------------------------ --print-config
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
+
+
+def _render(model: BaseModel, path: str, out: list[str]) -> None:
+    scalars, tables = [], []
+    for name, field in type(model).model_fields.items():
+        v = getattr(model, name)
+        if isinstance(v, BaseModel):
+            tables.append((f"{path}.{name}" if path else name, v))
+        elif isinstance(v, dict) and v and all(isinstance(x, BaseModel) for x in v.values()):
+            tables += [(f"{path}.{name}.{_toml_key(k)}" if path else f"{name}.{_toml_key(k)}", x) for k, x in v.items()]
+        else:
+            doc = f"  # {field.description}" if field.description else ""
+            if v is None:
+                scalars.append(f"# {_toml_key(name)} =   (unset){doc}")
+            else:
+                scalars.append(f"{_toml_key(name)} = {_toml_value(v)}{doc}")
+    if path and (scalars or not tables):
+        out.append(f"\n[{path}]")
+    out.extend(scalars)
+    for sub_path, sub in tables:
+        _render(sub, sub_path, out)
+
+
+def render_toml(cfg: RuntimeConfig, header: str = "") -> str:
+    """``cfg`` as TOML with every table and key, each with its description (``--print-config``); unset
+    optional keys are shown commented out. Parsing the text gives ``cfg`` back."""
+    out = [header.rstrip()] if header else []
+    _render(cfg, "", out)
+    return "\n".join(out).lstrip("\n") + "\n"

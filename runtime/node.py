@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 
 import zmq
 
@@ -48,8 +49,12 @@ class Node:
                              kind=self.kind, names=names)
         servers = cfg.endpoints(exclude=name)
         self.sub = Subscriber(list(servers), self.subscriptions(), ctx=self.ctx, rcvhwm=cfg.bus.rcvhwm, curve=curve,
-                              servers=servers, name=name, names=names)
+                              servers=servers, name=name, names=names,
+                              max_message_bytes=int(cfg.bus.max_message_mb * (1 << 20)))
         self.status = "starting"
+        # where the supervisor keeps this run's logs and state (the node's own files go under state/)
+        run_dir = os.environ.get("KINEBRIDGE_RUN_DIR")
+        self.run_dir = Path(run_dir) if run_dir else None        # None: a node run outside a supervisor
         self._stop = threading.Event()
         self._hb_period = 1.0 / cfg.supervisor.heartbeat_hz
         self._next_hb = 0.0
@@ -119,17 +124,36 @@ class Node:
                 next_tick = max(next_tick + period, now)
             self.heartbeat(now)
 
+    def _heartbeat_during_setup(self, done: threading.Event) -> None:
+        """Heartbeats while :meth:`setup` runs (a skill fit, a model load, an arm connect can take seconds
+        to minutes on a loaded box): the supervisor sees the node alive and what it is doing. ``setup``
+        publishes nothing itself, so this thread is the socket's only user until it ends."""
+        while not done.wait(self._hb_period):
+            self.heartbeat(force=True)
+
     def run(self) -> int:
         """setup → ready → loop until SIGTERM/SIGINT/stop() → teardown. Returns the exit code."""
         self._install_signals()
         code = 0
         try:
             self.heartbeat(force=True)
-            self.setup()
+            done = threading.Event()
+            beat = threading.Thread(target=self._heartbeat_during_setup, args=(done,), name="setup-heartbeat",
+                                    daemon=True)
+            beat.start()
+            try:
+                self.setup()
+            finally:
+                done.set()
+                beat.join()
+            if self.stopping:
+                raise _Interrupted()
             self.status = "ready"
             self.heartbeat(force=True)
             self.loop()
             self.status = "stopped"
+        except _Interrupted:
+            self.status = "stopped"         # SIGTERM during setup: a clean stop, not a failure
         except Exception as exc:
             self.status = "failed"
             self.detail["error"] = f"{type(exc).__name__}: {exc}"
@@ -162,6 +186,23 @@ class Node:
         signal.signal(signal.SIGINT, handler)
 
 
+class _Interrupted(Exception):
+    """SIGTERM/SIGINT arrived while the node was setting up."""
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Ask the kernel for SIGTERM when the parent (the supervisor) dies, even by SIGKILL (Linux
+    PR_SET_PDEATHSIG): an orphaned node brings the arm to rest and exits instead of driving it
+    unsupervised. If the parent is already gone, exit now."""
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)   # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        sys.exit(3)
+
+
 def node_class(kind: str):
     """The class implementing node ``kind`` (see :mod:`kinebridge.runtime.supervisor.kinds`)."""
     module, cls = kind_of(kind).target.split(":")
@@ -173,7 +214,11 @@ def main(argv=None) -> int:
                                  description="Run one kinebridge runtime node (the supervisor starts these).")
     ap.add_argument("--config-json", required=True, help="the validated runtime config, as the supervisor wrote it")
     ap.add_argument("--name", required=True, help="which [nodes.NAME] to run")
+    ap.add_argument("--parent-pid", type=int, default=None,
+                    help="the supervisor's pid: the node stops (SIGTERM) when that process dies")
     args = ap.parse_args(argv)
+    die_with_parent(args.parent_pid)
+    sys.stdout.reconfigure(line_buffering=True)
     with open(args.config_json) as f:
         cfg = RuntimeConfig.model_validate_json(f.read())
     if args.name not in cfg.nodes:

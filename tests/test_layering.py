@@ -60,15 +60,46 @@ def forbidden_imports(paths, prefixes) -> list[str]:
             if any(name == x or name.startswith(x + ".") for x in prefixes)]
 
 
+TOPIC_CALLS = {"publish", "subscribe", "Subscriber", "encode", "read_recording", "spec_of", "body_of", "wire",
+               "logical", "json_schema"}
+TOPIC_KEYWORDS = {"topic", "topics", "listen"}
+
+
 def topic_literals(paths, topics) -> list[str]:
-    """String constants equal to a registered topic name (docstrings and f-string parts aside)."""
+    """String constants naming a registered topic where a topic is expected: compared with ``.topic``,
+    passed to the bus (publish, subscribe, Subscriber, encode, read_recording, …) or as ``topic=`` /
+    ``topics=`` / ``listen=`` (alone or in a tuple/list). Dictionary keys and words in text are not topics."""
     bad = []
+
+    def consts(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            for e in node.elts:
+                yield from consts(e)
+
     for path in paths:
         tree = ast.parse(path.read_text(), str(path))
+        hits = []
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in topics:
-                bad.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:{node.lineno}: "
-                           f"{node.value!r}")
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                if any(isinstance(s, ast.Attribute) and s.attr == "topic" for s in sides):
+                    for s in sides:
+                        hits += consts(s)
+            elif isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+                if name in TOPIC_CALLS:
+                    for a in node.args:
+                        hits += consts(a)
+                for kw in node.keywords:
+                    if kw.arg in TOPIC_KEYWORDS:
+                        hits += consts(kw.value)
+        for c in hits:
+            if c.value in topics:
+                rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+                bad.append(f"{rel}:{c.lineno}: {c.value!r}")
     return bad
 
 
@@ -110,8 +141,10 @@ def test_each_rule_fails_on_a_violation(tmp_path, rule):
         f.write_text("from kinebridge.bench import synthetic_skills\n")
         assert len(forbidden_imports([f], ("kinebridge.bench",))) == 1
     else:
-        f.write_text('def f(pub):\n    pub.publish("chunk", {})\n')
-        assert topic_literals([f], {"chunk"}) == ["violation.py:2: 'chunk'"]
+        f.write_text('def f(pub, m):\n    pub.publish("chunk", {})\n    if m.topic == "task":\n        pass\n'
+                     'def g(S):\n    return S(listen=("heartbeat", "x")), {"task": 1}\n')
+        assert topic_literals([f], {"chunk", "task", "heartbeat"}) == [
+            "violation.py:2: 'chunk'", "violation.py:3: 'task'", "violation.py:6: 'heartbeat'"]
 
 
 # --------------------------------------------------------------------------- the control path without torch

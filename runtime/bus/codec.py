@@ -200,6 +200,9 @@ def decode(frames) -> Message:
         raise MessageError(f"header of {topic!r} is not valid msgpack: {exc}") from exc
     if type(header) is not dict:
         raise MessageError(f"header of {topic!r} must be a map, got {type(header).__name__}")
+    for k in header:
+        if type(k) is not str:
+            raise MessageError(f"header of {topic!r}: keys must be strings, got {type(k).__name__} {k!r:.40}")
     table = header.pop(ARRAYS_KEY, _NO_TABLE)
     if table is _NO_TABLE:
         if nf != 2:
@@ -232,5 +235,9 @@ def decode(frames) -> Message:
         if arr is None or arr.nbytes != size:
             arr = _array(topic, entry, buf, size)
             name = entry[0]
+        if type(name) is not str:
+            raise MessageError(f"{topic!r}: an array's name must be a string, got {type(name).__name__}")
+        if name in arrays:
+            raise MessageError(f"{topic!r}: two arrays are named {name!r}")
         arrays[name] = arr
     return Message(topic, header, arrays)

@@ -24,7 +24,7 @@ renames them (e.g. ``chunk = "arm1/chunk"``) for publishers and subscribers alik
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,7 +33,7 @@ from kinebridge.runtime.bus.codec import Message, MessageError
 
 __all__ = ["SCHEMA_VERSION", "RESERVED", "Stamp", "ArraySpec", "Body", "TopicSpec", "TOPICS", "TopicNames",
            "spec_of", "body_of", "validate", "json_schema", "Task", "Chunk", "ControlState", "ControlTiming",
-           "ChunkLatency", "ChunkReject", "ArmLimitsMsg", "PlanMsg", "TaskDone", "TaskError", "Heartbeat", "EStop",
+           "ChunkLatency", "ChunkReject", "ArmLimitsMsg", "ControlCommand", "PlanMsg", "TaskDone", "TaskError", "Heartbeat", "EStop",
            "FrameRef", "Keypoints", "Decision", "Tokens", "MAX_CHUNK_ROWS", "ANY"]
 
 SCHEMA_VERSION = 1
@@ -281,8 +281,16 @@ class ControlState(Body):
     starved: int = Field(ge=0)
     held: int = Field(ge=0)
     at_rest: bool
+    latched: str | None = Field(None, description="why the loop holds and refuses chunks (e-stop, hold), if it does")
     ARRAYS: ClassVar = {"q_cmd": ArraySpec("float64", (JOINTS,), description="setpoint sent (rad)"),
                         "q": ArraySpec("float64", (JOINTS,), description="measured joints (rad)")}
+
+
+@topic("control/command", publishers=("supervisor",),
+       description="an operator's command to the control node: hold (decelerate and hold) or clear (resume)")
+class ControlCommand(Body):
+    action: Literal["hold", "clear"]
+    reason: str = Field("operator", max_length=500)
 
 
 @topic("control/timing", publishers=_CONTROL, description="batches of loop wake-up lateness and tick work")
@@ -337,6 +345,7 @@ class PlanMsg(Body):
     max_rot_err: float
     skill: str = ""
     speed: float = 1.0
+    task_id: str | None = None
     ARRAYS: ClassVar = {"q": ArraySpec("float64", (None, JOINTS), max_rows=MAX_CHUNK_ROWS * 10),
                         "pose": ArraySpec("float64", (None, 7), max_rows=MAX_CHUNK_ROWS * 10)}
 

@@ -143,6 +143,34 @@ def write_keys(directory: str, nodes) -> list[str]:
     return written
 
 
+def ipc_in_use(path, settle_s: float = 0.25) -> bool:
+    """Does a live process listen on the Unix socket ``path``? (A ZeroMQ ipc endpoint is a stream socket:
+    a connect succeeds while its owner lives and is refused once the file is stale.) A listener that was
+    just closed in this process lingers for a few ms in ZeroMQ's I/O thread, so a success is re-checked
+    for ``settle_s`` before the socket counts as taken."""
+    import socket
+
+    def accepts() -> bool:
+        if not os.path.exists(path):
+            return False
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(0.5)
+        try:
+            s.connect(str(path))
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    end = time.monotonic() + settle_s
+    while accepts():
+        if time.monotonic() >= end:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def _common(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.LINGER, 0)
 
@@ -162,11 +190,20 @@ class Publisher:
         self.names = names or M.DEFAULT_NAMES
         self.endpoint = endpoint
         self.ctx = ctx or zmq.Context.instance()
+        self._auth = None
+        self.sock = None
+        self._open(endpoint, curve, sndhwm)
+        self._seq: dict[str, int] = {}
+        self.sent = 0
+        self.dropped = 0
+
+    def _open(self, endpoint: str, curve: CurveKeys | None, sndhwm: int) -> None:
+        """Bind this node's PUB socket (CURVE server when keys are configured)."""
+        src = self.src
         self.sock = self.ctx.socket(zmq.PUB)
         _common(self.sock)
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.setsockopt(zmq.SNDHWM, int(sndhwm))
-        self._auth = None
         if curve is not None:
             pub, sec = curve.own()
             from zmq.auth.thread import ThreadAuthenticator
@@ -178,8 +215,13 @@ class Publisher:
         if endpoint.startswith("ipc://"):
             path = Path(endpoint[len("ipc://"):])
             path.parent.mkdir(parents=True, exist_ok=True)
+            if ipc_in_use(path):   # a second bind would silently take the socket over from a live owner
+                self.close()
+                raise BusError(f"node {src!r} cannot bind {endpoint}: a running process is publishing there "
+                               f"(another kinebridge runtime on this bus directory, or a node still running); "
+                               f"stop it, or use another bus.ipc_dir")
             try:
-                path.unlink()      # a socket file left by a crashed predecessor
+                path.unlink()      # a socket file left by a crashed predecessor (nobody answers on it)
             except FileNotFoundError:
                 pass
         try:
@@ -187,9 +229,6 @@ class Publisher:
         except zmq.ZMQError as exc:
             self.close()
             raise BusError(f"node {src!r} cannot bind {endpoint}: {exc.strerror}; is another instance running?") from exc
-        self._seq: dict[str, int] = {}
-        self.sent = 0
-        self.dropped = 0
 
     def send(self, body: M.Body, arrays: dict | None = None, derived=()) -> M.Stamp:
         """Publish a typed ``body`` (its class names the topic) with its ``arrays``; returns the stamp.
@@ -247,7 +286,8 @@ class Publisher:
         return M.Stamp(src=self.src, topic=topic, seq=seq, stamp_ns=now)
 
     def close(self) -> None:
-        self.sock.close(linger=0)
+        if self.sock is not None:
+            self.sock.close(linger=0)
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
@@ -279,6 +319,8 @@ class SubscriberCounters:
         self.last_error = error
 
 
+DEFAULT_MAX_MESSAGE_BYTES = 16 << 20   # bus.max_message_mb: the largest frame a subscriber accepts
+
 # SCHED_FIFO priority of ZeroMQ's I/O thread in processes that send to the control loop (chunk
 # producers, the supervisor's e-stop): far below the loop, above every normal process
 PRODUCER_IO_PRIORITY = 10
@@ -308,16 +350,22 @@ class Subscriber:
 
     def __init__(self, endpoints, topics=(), *, ctx: zmq.Context | None = None, rcvhwm: int = 1000,
                  curve: CurveKeys | None = None, servers: dict | None = None, name: str = "subscriber",
-                 names: M.TopicNames | None = None):
+                 names: M.TopicNames | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         self.ctx = ctx or zmq.Context.instance()
         self.names = names or M.DEFAULT_NAMES
-        for t in topics:
+        for t in topics or ():
             M.spec_of(t)            # a typo in a topic name fails here, not by silence
-        self.topics = frozenset(topics)
+        self.topics = frozenset(topics or ())
+        self._nothing = topics is None
         self.sock = self.ctx.socket(zmq.SUB)
         _common(self.sock)
         self.sock.setsockopt(zmq.RCVHWM, int(rcvhwm))
-        if self.topics:
+        # a peer sending a larger message is disconnected by ZeroMQ before it is buffered (a size cap that
+        # costs nothing per message; the registry's row caps bound each array further)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, int(max_message_bytes))
+        if topics is None:
+            pass                      # subscribed to nothing (yet): see subscribe()
+        elif self.topics:
             for t in self.topics:
                 self.sock.setsockopt(zmq.SUBSCRIBE, self.names.wire(t).encode())
         else:
@@ -334,8 +382,9 @@ class Subscriber:
     def subscribe(self, topic: str) -> None:
         """Listen to ``topic`` from now on (messages published before are not delivered)."""
         M.spec_of(topic)
-        if not self.topics:
+        if not self.topics and not self._nothing:
             return                  # already listening to everything
+        self._nothing = False
         self.sock.setsockopt(zmq.SUBSCRIBE, self.names.wire(topic).encode())
         self.topics = self.topics | {topic}
 
@@ -360,47 +409,8 @@ class Subscriber:
     def _accept(self, frames) -> Message | None:
         """Decode and validate one received message; None (counted by reason) for anything that fails.
         Nothing a peer sends can raise out of here."""
-        c = self.counters
-        try:
-            msg = decode(frames)
-        except MessageError as exc:
-            c.drop("undecodable", str(exc))
-            return None
-        except Exception as exc:    # a codec gap: still never fatal to the node
-            c.drop("undecodable", f"{type(exc).__name__}: {exc}")
-            return None
-        logical = self.names.logical(msg.topic)
-        if logical is None:
-            if self.topics:
-                return None        # a longer wire name sharing a subscribed prefix
-            c.drop("unknown topic", f"unknown topic {msg.topic!r}")
-            return None
-        if self.topics and logical not in self.topics:
-            return None            # a longer topic that shares a subscribed prefix
-        msg.topic = logical
-        try:
-            M.validate(msg)
-        except MessageError as exc:
-            text = str(exc)
-            c.drop("schema version" if "schema version" in text else "invalid", text)
-            if self.on_drop is not None:
-                try:
-                    self.on_drop(logical, text, msg)
-                except Exception:   # a reporting hook never takes the receive path down
-                    pass
-            return None
-        except Exception as exc:   # pragma: no cover - validate raises MessageError only
-            c.drop("invalid", f"{type(exc).__name__}: {exc}")
-            return None
-        st = msg.stamp
-        key = (st.src, logical)
-        prev = c.last_seq.get(key)
-        if prev is not None and st.seq > prev + 1:
-            c.gaps += st.seq - prev - 1
-        if len(c.last_seq) < 4096 or key in c.last_seq:
-            c.last_seq[key] = st.seq
-        c.received += 1
-        return msg
+        return accept(frames, self.counters, self.names, self.topics, self.on_drop)
+
 
     def recv(self, timeout_ms: int | None = None) -> Message | None:
         """The next well-formed message, waiting up to ``timeout_ms`` (None = forever); None on timeout."""
@@ -453,3 +463,48 @@ class Subscriber:
 
     def close(self) -> None:
         self.sock.close(linger=0)
+
+
+def accept(frames, c: "SubscriberCounters", names: M.TopicNames, topics=frozenset(), on_drop=None) -> Message | None:
+    """Decode and validate received ``frames``: the :class:`Message` with its typed body, or None —
+    counted in ``c`` by reason — for anything that fails. Never raises for what a peer sends."""
+    try:
+        msg = decode(frames)
+    except MessageError as exc:
+        c.drop("undecodable", str(exc))
+        return None
+    except Exception as exc:    # a codec gap: still never fatal to the node
+        c.drop("undecodable", f"{type(exc).__name__}: {exc}")
+        return None
+    logical = names.logical(msg.topic)
+    if logical is None:
+        if topics:
+            return None        # a longer wire name sharing a subscribed prefix
+        c.drop("unknown topic", f"unknown topic {msg.topic!r}")
+        return None
+    if topics and logical not in topics:
+        return None            # a longer topic that shares a subscribed prefix
+    msg.topic = logical
+    try:
+        M.validate(msg)
+    except MessageError as exc:
+        text = str(exc)
+        c.drop("schema version" if "schema version" in text else "invalid", text)
+        if on_drop is not None:
+            try:
+                on_drop(logical, text, msg)
+            except Exception:   # a reporting hook never takes the receive path down
+                pass
+        return None
+    except Exception as exc:   # pragma: no cover - validate raises MessageError only
+        c.drop("invalid", f"{type(exc).__name__}: {exc}")
+        return None
+    st = msg.stamp
+    key = (st.src, logical)
+    prev = c.last_seq.get(key)
+    if prev is not None and st.seq > prev + 1:
+        c.gaps += st.seq - prev - 1
+    if len(c.last_seq) < 4096 or key in c.last_seq:
+        c.last_seq[key] = st.seq
+    c.received += 1
+    return msg

@@ -23,7 +23,8 @@ def add_run(sub):
                      "--print-config shows the default with every table)."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ru.add_argument("--config", type=Path, default=None, help="runtime TOML (default: the embedded simulated setup)")
-    ru.add_argument("--print-config", action="store_true", help="print the embedded default config and exit")
+    ru.add_argument("--print-config", action="store_true",
+                    help="print the configuration (the embedded default, or --config's) with every table and key and exit")
     ru.add_argument("--goal", default="0.45,0.18,0.08,20",
                     help="the cup: x,y,z (m, robot base frame),yaw (deg)")
     ru.add_argument("--replan-goal", default=None,
@@ -41,11 +42,15 @@ def add_run(sub):
 
 def _run_run(args) -> int:
     from kinebridge.runtime.daemon import run as run_mod
-    from kinebridge.runtime.config import DEFAULT_TOML
 
     if args.print_config:
-        print(DEFAULT_TOML)
+        from kinebridge.runtime.config import load_config, render_toml
+        cfg = load_config(str(args.config) if args.config else None)
+        print(render_toml(cfg, "# kinebridge runtime configuration: every table and key, with its value and what it does.\n"
+                               "# Start from this file: `kinebridge run --print-config > runtime.toml`, edit, "
+                               "`kinebridge run --config runtime.toml`."), end="")
         return 0
+    sys.stdout.reconfigure(line_buffering=True)      # one event per line, also when stdout is the journal
     if args.timeout <= 0:
         raise ValueError(f"--timeout must be positive, got {args.timeout}")
     opts = run_mod.RunOptions(

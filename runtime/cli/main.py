@@ -9,6 +9,9 @@
     kinebridge replay        play an MCAP recording back into the bus (--info: what it holds; --recover: repair a cut one)
     kinebridge plot          figure of a recording: joints commanded vs measured, tracking error, loop timing
     kinebridge keys          CurveZMQ keys for nodes on other machines
+    kinebridge task          a task to a running daemon (--wait: until it ends)
+    kinebridge status        a running daemon's health (exit 0 only when healthy)
+    kinebridge stop|estop|clear   hold the arm, e-stop it (latched), acknowledge and resume
 
 Subcommands import their modules lazily, so ``kinebridge --help`` is instant and a missing optional
 dependency only matters for the subcommand that needs it.
@@ -19,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinebridge.runtime.cli import daemon, evaluate, recording, sim
+from kinebridge.runtime.cli import daemon, evaluate, operate, recording, sim
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kinebridge",
         description="kinebridge: VLM-directed, KMP-precise control of a RealMan RM75 arm. "
                     "Run a subcommand with --help for its options.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{run,eval,bench,sim,replay,plot,keys}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,task,status,stop,estop,clear,eval,bench,sim,replay,plot,keys}")
     daemon.add_run(sub)
     evaluate.add_eval(sub)
     evaluate.add_bench(sub)
@@ -35,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     recording.add_replay(sub)
     recording.add_plot(sub)
     daemon.add_keys(sub)
+    operate.add(sub)
     return p
 
 

@@ -25,6 +25,9 @@ class ControlConfig(BaseModel):
                               description="hold and decelerate when no chunk arrived for this long while moving "
                                           "(producers re-publish more often than this; a chunk longer than this "
                                           "is cut short unless followed by another)")
+    reconnect_timeout_s: float = Field(0.5, gt=0.0, le=10.0,
+                                       description="each reconnect attempt after a lost link waits this long "
+                                                   "(one attempt a second; the loop holds meanwhile)")
     workspace_min: tuple[float, float, float] = Field((-0.7, -0.7, -0.05), description="flange box, m, base frame")
     workspace_max: tuple[float, float, float] = Field((0.7, 0.7, 1.0), description="flange box, m, base frame")
 

@@ -47,6 +47,10 @@ class LoopStats:
     overruns: int = 0
     estopped: bool = False
     stopped_reason: str | None = None
+    latched_reason: str | None = None    # why the loop holds and refuses chunks (e-stop, operator hold, a fault)
+    faults: int = 0                      # link losses and controller faults the loop latched on
+    links_lost: int = 0
+    reconnects: int = 0
 
 
 class ControlLoop:
@@ -68,6 +72,13 @@ class ControlLoop:
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._estop = threading.Event()
+        self._hold = threading.Event()
+        self._clear = threading.Event()
+        self._latch: str | None = None        # e-stop, operator hold, controller fault: until clear()
+        self.link_down: str | None = None     # the link is lost: until it is re-established (by itself)
+        self._estop_reason = "e-stop"
+        self._next_relink = 0.0
+        self._hold_reason = "hold"
         self._last_chunk_s = 0.0
         self._T = np.eye(4)                                   # FK scratch for the workspace check
         self.d7 = driver.model.d7                             # the flange of the configured arm model
@@ -90,7 +101,10 @@ class ControlLoop:
 
     # ------------------------------------------------------------------------ inputs (any thread)
     def submit(self, t0: float, dt: float, positions) -> None:
-        """Hand in a chunk (``t0`` on ``time.monotonic()``, s). Validated here; raises ValueError."""
+        """Hand in a chunk (``t0`` on ``time.monotonic()``, s). Validated here; raises ValueError
+        (also while latched: after an e-stop or a hold nothing moves the arm until :meth:`clear`)."""
+        if self.latched is not None:
+            raise ValueError(f"the control loop is latched ({self.latched}); `kinebridge clear` resumes")
         Q = validate_chunk(t0, dt, positions, self.driver.dof, t_now=time.monotonic())
         lo, hi = self.follower.q_min, self.follower.q_max
         out = (Q < lo - 1e-9) | (Q > hi + 1e-9)
@@ -101,9 +115,21 @@ class ControlLoop:
         with self._pending_lock:
             self._pending = (float(t0), float(dt), Q)
 
-    def estop(self) -> None:
-        """Stop streaming and stop the arm; the loop exits."""
+    def estop(self, reason: str = "e-stop") -> None:
+        """Stop the arm now (the controller's stop) and latch: the loop keeps running — state keeps
+        flowing — but sends nothing and refuses chunks until :meth:`clear`."""
+        self._estop_reason = reason
         self._estop.set()
+
+    def hold(self, reason: str = "hold") -> None:
+        """Decelerate to rest at the acceleration limit and hold there, refusing chunks until :meth:`clear`."""
+        self._hold_reason = reason
+        self._hold.set()
+
+    def clear(self) -> None:
+        """Acknowledge an e-stop or hold: the controller's errors are cleared and streaming resumes from
+        where the arm is (nothing that arrived while latched is executed)."""
+        self._clear.set()
 
     def stop(self, decelerate: bool = False, timeout_s: float = 2.0) -> None:
         """End the loop. ``decelerate``: first bring the command to rest at the acceleration limit
@@ -115,7 +141,9 @@ class ControlLoop:
 
     # ---------------------------------------------------------------------------------- loop
     def run(self, max_ticks: int | None = None, before_tick=None, after_tick=None, between_ticks=None) -> LoopStats:
-        """Tick until :meth:`stop`/:meth:`estop`, ``max_ticks`` or an arm error.
+        """Tick until :meth:`stop` or ``max_ticks``. An e-stop, a hold, a controller fault or a lost link
+        latches the loop (it keeps ticking, sends nothing or the resting setpoint, refuses chunks) instead of
+        ending it; :meth:`clear` resumes, a lost link is re-established by itself.
 
         ``before_tick(t)`` runs at the start of each tick (the control node drains what is left on
         the bus there and calls :meth:`submit`); ``after_tick(t, sent)`` after the setpoint went out
@@ -140,31 +168,117 @@ class ControlLoop:
                     break
                 self.timer.wait()
                 a = time.monotonic_ns()
-                if self._estop.is_set():
-                    st.estopped = True
-                    st.stopped_reason = "e-stop"
-                    self.driver.stop()
-                    break
                 t = a * 1e-9
-                if before_tick is not None:
-                    before_tick(t)
-                sent = self._tick(t)
-                if after_tick is not None:
-                    after_tick(t, sent)
+                try:
+                    self._latches(t)
+                    if before_tick is not None:
+                        before_tick(t)
+                    sent = (self._tick(t) if self.link_down is None and (self._latch is None or
+                                                                          self._latch.startswith("hold")) else False)
+                    if after_tick is not None:
+                        after_tick(t, sent)
+                except LinkLost as exc:          # hold, say why, reconnect by itself (see _relink)
+                    self._latch_fault("link lost", exc, t)
+                except ArmError as exc:          # a controller fault: hold until `clear`
+                    self._latch_fault("arm error", exc, t)
                 self.tick_ns[st.ticks % self.tick_ns.shape[0]] = time.monotonic_ns() - a
                 st.ticks += 1
                 if between_ticks is not None:
                     nxt = self.timer.deadline_ns + self.timer.period_ns
                     between_ticks(nxt)
                     self._take_pending(nxt * 1e-9)
-        except LinkLost as exc:
-            st.stopped_reason = f"link lost: {exc}"
-            self.driver.stop()
-        except ArmError as exc:
-            st.stopped_reason = f"arm error: {exc}"
-            self.driver.stop()
-        st.overruns = self.timer.overruns
+        finally:
+            st.overruns = self.timer.overruns
         return st
+
+    @property
+    def latched(self) -> str | None:
+        """Why the loop holds and refuses chunks (an e-stop, a hold, a fault, a lost link), or None."""
+        if self._latch and self.link_down:
+            return f"{self._latch}; {self.link_down}"
+        return self._latch or self.link_down
+
+    def _sync(self) -> None:
+        self.stats.latched_reason = self.latched
+
+    def _latch_fault(self, kind: str, exc: Exception, t: float) -> None:
+        """The link or the controller failed: nothing more is sent (the controller stops a pass-through
+        stream that ends), the loop keeps running and latches; a lost link is re-established by itself."""
+        st = self.stats
+        text = f"{kind}: {exc}"[:500]
+        self._pending = None
+        if kind == "link lost":
+            first = self.link_down is None
+            self.link_down = text
+            if first:
+                st.links_lost += 1
+                self._next_relink = t + 0.2
+        else:
+            first = not (self._latch or "").startswith(("e-stop", kind))
+            if first:
+                self._latch = text
+        if first:
+            st.faults += 1
+            try:
+                self.driver.stop()
+            except Exception:
+                pass
+        self._sync()
+
+    def _resume_from_arm(self) -> None:
+        q = self.driver.read_state().q
+        self.follower.reset(q)
+        self.q_cmd[:] = q
+        self._last_chunk_s = time.monotonic()
+
+    def _relink(self, t: float) -> None:
+        """While the link is lost: try to reconnect (once a second); on success the arm is where it
+        stopped, the follower restarts from there and — unless an e-stop or a hold is latched — the loop
+        streams again (nothing queued is replayed)."""
+        if t < self._next_relink:
+            return
+        self._next_relink = t + 1.0
+        try:
+            self.driver.reconnect(timeout_s=self.cfg.reconnect_timeout_s)
+            self._resume_from_arm()
+        except ArmError:
+            return
+        self.link_down = None
+        self.stats.reconnects += 1
+        self._sync()
+
+    def _latches(self, t: float) -> None:
+        """E-stop (stop the arm, send nothing), hold (decelerate, then keep the resting setpoint), clear;
+        a lost link is retried here."""
+        st = self.stats
+        if self.link_down is not None:
+            self._relink(t)
+        if self._estop.is_set():
+            self._estop.clear()
+            if not (self._latch or "").startswith("e-stop"):
+                self.driver.stop()
+                st.estopped = True
+            self._latch = f"e-stop: {self._estop_reason}"
+            self._pending = None
+        if self._hold.is_set():
+            self._hold.clear()
+            if self._latch is None:
+                self._latch = f"hold: {self._hold_reason}"
+                self._pending = None
+                self._last_chunk_s = -1e9           # the watchdog path decelerates to rest and holds
+        if self._clear.is_set() and self.link_down is None:   # a lost link clears itself once it is back
+            self._clear.clear()
+            if self._latch is not None:
+                state = self.driver.read_state()
+                if state.errors and hasattr(self.driver, "clear_errors"):   # only when the controller latched one
+                    try:
+                        self.driver.clear_errors()
+                    except ArmError:
+                        pass
+                self._resume_from_arm()
+                self._latch = None
+                self._last_chunk_s = t
+        self._sync()
 
     def _take_pending(self, t: float) -> None:
         """Blend the chunk handed in since the last tick into the follower, taking over at ``t``."""
@@ -172,6 +286,8 @@ class ControlLoop:
             return
         with self._pending_lock:       # (only this thread clears it: still there)
             pending, self._pending = self._pending, None
+        if pending is None or self.latched is not None:
+            return
         if self.follower.submit(pending[0], pending[1], pending[2], t):
             self.stats.chunks_accepted += 1
             self._last_chunk_s = t
@@ -182,8 +298,8 @@ class ControlLoop:
         st = self.stats
         self._take_pending(t)
         starved_before = self.follower.starved_ticks
-        if t - self._last_chunk_s > self.cfg.watchdog_s and not self.follower.at_rest:
-            q = self.follower.hold(t)       # watchdog: input went stale while moving
+        if (t - self._last_chunk_s > self.cfg.watchdog_s and not self.follower.at_rest) or self._latch is not None:
+            q = self.follower.hold(t)       # watchdog (input went stale while moving) or an operator hold
             st.held_ticks += 1
         else:
             q = self.follower.step(t)

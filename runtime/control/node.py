@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from kinebridge.drivers.arm.driver import ArmError
 from kinebridge.drivers.arm.factory import make_arm
 from kinebridge.drivers.host.realtime import configure_realtime, raise_other_threads
 from kinebridge.runtime.bus import messages as M
@@ -50,7 +51,7 @@ class ControlNode(Node):
         p = cfg.control.realtime.priority
         return max(0, p - 1)
 
-    topics = (M.Chunk.TOPIC, M.EStop.TOPIC)
+    topics = (M.Chunk.TOPIC, M.EStop.TOPIC, M.ControlCommand.TOPIC)
 
     def setup(self) -> None:
         c = self.cfg.control
@@ -58,6 +59,10 @@ class ControlNode(Node):
         self.arm.connect()
         self.loop_ = ControlLoop(self.arm, c)
         self.detail["arm"] = self.arm.model.summary()
+        self._q_meas = self.arm.read_state().q
+        self.latch = self.cfg.latch_path()
+        if self.latch.exists():       # an e-stop or a critical death before this start: no motion until clear
+            self.loop_.estop(_read_latch(self.latch))
         rt = c.realtime
         self.rt = configure_realtime(priority=rt.priority, cpus=tuple(rt.cpus) or None, lock_memory=rt.lock_memory,
                                      cpu_dma_latency_us=0 if rt.pm_qos else None)
@@ -132,8 +137,18 @@ class ControlNode(Node):
     def _take(self, messages) -> None:
         for msg in messages:
             if msg.topic == M.EStop.TOPIC:  # from anyone: the supervisor, `kinebridge estop`, a UI
-                self.loop_.estop()
+                reason = f"{msg.body.reason} (from {msg.stamp.src})"
+                self.loop_.estop(reason)
+                _write_latch(self.latch, reason)
                 self.detail["estop_by"] = msg.stamp.src
+                continue
+            if msg.topic == M.ControlCommand.TOPIC:
+                cmd: M.ControlCommand = msg.body
+                if cmd.action == "hold":
+                    self.loop_.hold(cmd.reason)
+                else:
+                    self.latch.unlink(missing_ok=True)
+                    self.loop_.clear()
                 continue
             body = msg.body                 # a Chunk: types, shape and dtype checked by the bus
             try:
@@ -162,14 +177,22 @@ class ControlNode(Node):
         self._dur[k] = now_ns - self._tick_start_ns
         if st.ticks % self.cfg.control.state_every == 0:
             self.pub.send(M.ControlState(t=t, tick=st.ticks, sent=sent, starved=st.starved_ticks, held=st.held_ticks,
-                                         at_rest=bool(loop.follower.at_rest)),
-                          {"q_cmd": loop.q_cmd, "q": self.arm.read_state().q})
+                                         at_rest=bool(loop.follower.at_rest), latched=loop.latched),
+                          {"q_cmd": loop.q_cmd, "q": self._measured()})
         if k == self._timing_every - 1:
             self._publish_timing()
         if t >= self._next_limits_s:
             self._next_limits_s = t + LIMITS_EVERY_S
             self.pub.send(*self._limits_msg)
         self.heartbeat(t)
+
+    def _measured(self) -> np.ndarray:
+        """The newest measured joints (the last known ones while the link is down)."""
+        try:
+            self._q_meas = self.arm.read_state().q
+        except ArmError:
+            pass
+        return self._q_meas
 
     def _publish_timing(self, final: bool = False) -> None:
         st = self.loop_.stats
@@ -181,4 +204,22 @@ class ControlNode(Node):
             rate_hz=self.cfg.control.rate_hz, chunk_latency_ns=self._lat_ns[-64:]),
             {"lateness_ns": self._late, "tick_ns": self._dur})
         self._lat_ns.clear()
-        self.detail.update(ticks=st.ticks, starved=st.starved_ticks, chunks=st.chunks_accepted)
+        self.detail.update(ticks=st.ticks, starved=st.starved_ticks, chunks=st.chunks_accepted,
+                           latched=self.loop_.latched, link="lost" if (self.loop_.latched or "").startswith("link lost")
+                           else "streaming", links_lost=st.links_lost, reconnects=st.reconnects)
+
+
+def _write_latch(path, reason: str) -> None:
+    """Remember an e-stop until `kinebridge clear` (survives restarts of the node and the daemon)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(reason[:2000] + "\n")
+    except OSError:
+        pass                # the loop is latched anyway; only the memory across restarts is lost
+
+
+def _read_latch(path) -> str:
+    try:
+        return "latched before this start: " + (path.read_text().strip() or "unknown reason")
+    except OSError:
+        return "latched before this start"

@@ -68,7 +68,30 @@ def _prepare(opts: RunOptions) -> tuple[RuntimeConfig, Path]:
     data["nodes"] = {k: v.model_dump() for k, v in nodes.items()}
     if "recorder" in {v.kind for v in nodes.values()} and opts.config is None:
         data["recorder"]["directory"] = str(run_dir)
-    return RuntimeConfig.model_validate(data), run_dir
+    cfg = RuntimeConfig.model_validate(data)
+    from kinebridge.runtime.daemon.checks import refuse_dangerous
+    refuse_dangerous(cfg, opts.config or "embedded default")
+    return cfg, run_dir
+
+
+def _serve(sup, stop, notify, log, summary: dict) -> dict:
+    """The daemon's loop: supervise, answer operator commands, feed systemd's watchdog, until SIGTERM."""
+    sup.keep_messages = False
+    latched = sup.latched()
+    notify.ready("serving" + (f"; arm held: {latched}" if latched else ""))
+    log("serving; SIGTERM or Ctrl-C stops" + (f" (the arm is held: {latched}; `kinebridge clear` resumes)"
+                                               if latched else ""))
+    last_state = None
+    while not stop["flag"]:
+        sup.poll(100)
+        notify.watchdog()
+        state = sup.failed or sup.latched() or "serving"
+        if state != last_state:
+            notify.status(state if state == "serving" else f"holding the arm: {state}; `kinebridge clear` resumes")
+            last_state = state
+    notify.stopping()
+    summary["failed"] = sup.failed
+    return summary
 
 
 def _settle(sup, seconds: float) -> None:
@@ -86,29 +109,50 @@ def _ended(msgs, topic: str, task: M.Stamp) -> bool:
 
 
 def run(opts: RunOptions, log=print) -> dict:
-    """Run the daemon (``opts.serve``) or one task end to end; returns the summary."""
+    """Run the daemon (``opts.serve``) or one task end to end; returns the summary.
+
+    One runtime per bus directory and per arm (:class:`~kinebridge.runtime.daemon.lock.RuntimeLock`); SIGTERM
+    or SIGINT at any moment, start-up included, stops it within the nodes' grace periods. Under systemd
+    (``Type=notify``) it reports readiness, feeds the watchdog from the supervisor's loop and says what it
+    is doing in ``systemctl status``. A daemon whose control node died, or whose arm was e-stopped, stays up
+    holding the arm still until ``kinebridge clear`` (it never returns to motion by itself)."""
+    from kinebridge.runtime.daemon.lock import RuntimeLock
+    from kinebridge.runtime.daemon.notify import Notifier
     from kinebridge.runtime.supervisor.launch import launch
+    from kinebridge.runtime.supervisor.supervisor import Interrupted
 
     t_cmd = time.monotonic()
     cfg, run_dir = _prepare(opts)
     summary: dict = {"run_dir": str(run_dir)}
     stop = {"flag": False}
+    notify = Notifier()
 
     def on_signal(signum, frame):
         stop["flag"] = True
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     rt = None
+    real_arm = None if cfg.arm.simulate else f"{cfg.arm.realman.ip}:{cfg.arm.realman.port}"
+    lock = RuntimeLock(cfg.bus.ipc_dir, real_arm)
     try:
-        rt = launch(cfg, run_dir, listen=LISTEN, log=log, t_start=t_cmd)
+        lock.acquire({"config": opts.config, "run_dir": str(run_dir), "rpc": cfg.rpc_endpoint(),
+                      "ingress": cfg.ingress_endpoint(), "endpoints": cfg.endpoints(),
+                      "ipc_dir": cfg.bus.ipc_dir, "serve": opts.serve})
+        notify.status("starting")
+        try:
+            rt = launch(cfg, run_dir, listen=LISTEN, log=log, t_start=t_cmd, should_stop=lambda: stop["flag"])
+        except Interrupted as exc:
+            summary["interrupted"] = str(exc)
+            log(f"stopped during start-up ({exc})")
+            return summary
         sup = rt.supervisor
+        lock.update({"endpoints": rt.cfg.endpoints(), "arm": f"{rt.cfg.arm.realman.ip}:{rt.cfg.arm.realman.port}"})
         summary.update(rt.timings)
         if opts.serve:
-            log("serving; SIGTERM or Ctrl-C stops")
-            while not stop["flag"] and not sup.failed:
-                sup.poll(100)
-                sup.messages.clear()
-            summary["failed"] = sup.failed
+            return _serve(sup, stop, notify, log, summary)
+        latched = sup.latched()
+        if latched:
+            summary["failed"] = f"the arm is held ({latched}); `kinebridge clear` resumes"
             return summary
         tasks = [sup.send(_task(opts.goal))]
         t_task = time.monotonic()
@@ -141,6 +185,7 @@ def run(opts: RunOptions, log=print) -> dict:
     finally:
         if rt is not None:
             rt.shutdown()
+        lock.release()
         for s, h in old.items():
             signal.signal(s, h)
         run_dir.mkdir(parents=True, exist_ok=True)

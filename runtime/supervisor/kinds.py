@@ -40,6 +40,8 @@ NODE_KINDS: dict[str, NodeKind] = {k.name: k for k in (
              "skills generalised with LFE-KMP → IK → timestamped joint chunks"),
     NodeKind("recorder", "kinebridge.runtime.recording.node:RecorderNode", False, START_WITH_ARM, 2,
              "every topic to MCAP"),
+    NodeKind("ingress", "kinebridge.runtime.ingress.node:IngressNode", False, START_WITH_ARM, 1,
+             "outside producers in: validated, authorised, rate-limited, re-published"),
 )}
 
 

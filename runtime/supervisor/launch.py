@@ -43,14 +43,17 @@ class Launched:
                 self.sim = None
 
 
-def start_simulated_arm(cfg: RuntimeConfig, log=print):
-    """Spawn the simulated controller ``cfg.arm`` describes; returns (cfg pointing at it, the process)."""
+def start_simulated_arm(cfg: RuntimeConfig, log=print, should_stop=None):
+    """Spawn the simulated controller ``cfg.arm`` describes; returns (cfg pointing at it, the process).
+    Its first start on a fresh machine compiles kernels (tens of seconds on a loaded 2-core box): the wait
+    covers that and says so."""
     from kinebridge.drivers.host.net import free_udp_port
     from kinebridge.drivers.realman.sim.controller import spawn_sim
 
     udp = free_udp_port()
     sim = spawn_sim(host="127.0.0.1", port=0, push_port=udp, model=cfg.arm.model,
-                    initial_joints_deg=cfg.arm.sim_initial_deg)
+                    initial_joints_deg=cfg.arm.sim_initial_deg, timeout=cfg.supervisor.start_timeout_s,
+                    should_stop=should_stop, progress=log)
     data = cfg.model_dump()
     data["arm"]["realman"].update(ip="127.0.0.1", port=sim.port, udp_port=udp)
     log(f"simulated RealMan controller ({cfg.arm.model}) on 127.0.0.1:{sim.port}")
@@ -58,10 +61,12 @@ def start_simulated_arm(cfg: RuntimeConfig, log=print):
 
 
 def launch(cfg: RuntimeConfig, run_dir: str | Path, *, listen=(M.Heartbeat.TOPIC,), log=print, env: dict | None = None,
-           wait: bool = True, t_start: float | None = None) -> Launched:
+           wait: bool = True, t_start: float | None = None, should_stop=None) -> Launched:
     """Start the runtime ``cfg`` describes with its logs under ``run_dir``; see the module docstring.
 
-    ``wait``: block until every node is ready (else return once phase 0 streams). On any failure
+    ``wait``: block until every node is ready (else return once phase 0 streams). ``should_stop()``
+    (a SIGTERM flag) ends the start-up at once with :class:`~kinebridge.runtime.supervisor.supervisor.Interrupted`;
+    every few seconds a line says which node is still setting up and what it is doing. On any failure
     everything started so far is stopped before the error propagates."""
     from kinebridge.runtime.supervisor.supervisor import Supervisor
 
@@ -70,7 +75,11 @@ def launch(cfg: RuntimeConfig, run_dir: str | Path, *, listen=(M.Heartbeat.TOPIC
     sup = None
     try:
         if cfg.arm.simulate:
-            cfg, sim = start_simulated_arm(cfg, log)
+            cfg, sim = start_simulated_arm(cfg, log, should_stop)
+            if cfg.supervisor.latch_file is None:     # a fresh simulated arm each start: its latch lives with the run
+                data = cfg.model_dump()
+                data["supervisor"]["latch_file"] = str(Path(run_dir) / "latched")
+                cfg = RuntimeConfig.model_validate(data)
         sup = Supervisor(cfg, run_dir, listen=listen, log=log, env=env)
         out = Launched(cfg, sup, sim, t0)
         phase = {n: NODE_KINDS[cfg.nodes[n].kind].start_phase for n in sup.nodes}
@@ -78,7 +87,7 @@ def launch(cfg: RuntimeConfig, run_dir: str | Path, *, listen=(M.Heartbeat.TOPIC
         sup.start(first)
         control = [n for n in first if cfg.nodes[n].kind == "control"]
         if control:
-            sup.wait_ready(control, statuses=("streaming",))
+            sup.wait_ready(control, statuses=("streaming",), should_stop=should_stop, progress=log)
             out.timings["ready_to_stream_s"] = time.monotonic() - t0
             log(f"streaming {out.timings['ready_to_stream_s']:.2f} s after start "
                 f"({sup.status()[control[0]].get('realtime', '')})")
@@ -86,7 +95,7 @@ def launch(cfg: RuntimeConfig, run_dir: str | Path, *, listen=(M.Heartbeat.TOPIC
             log("no control node configured")
         sup.start([n for n in sup.nodes if phase[n] == START_ONCE_STREAMING])
         if wait:
-            sup.wait_ready()
+            sup.wait_ready(should_stop=should_stop, progress=log)
             out.timings["all_nodes_ready_s"] = time.monotonic() - t0
         return out
     except BaseException:

@@ -67,6 +67,7 @@ class TrajectoryNode(Node):
         # queue up and be read back (stale, skipped by the clock) ahead of the first task
         self.sub.subscribe(M.ControlState.TOPIC)
         self.sub.subscribe(M.ArmLimitsMsg.TOPIC)
+        self.sub.subscribe(M.ControlCommand.TOPIC)
         self.plan = None
         self.q_now: np.ndarray | None = None
         self.clock = ControlClock()       # chunk times are on the control node's clock (maybe another machine)
@@ -76,6 +77,12 @@ class TrajectoryNode(Node):
         self.task_id = None
         self.plan_skill = None
         self.plans = 0
+        # the task in progress survives a restart of this node: kept in the run directory until it ends
+        self.task_file = (self.run_dir / "state" / f"{self.name}.task.json") if self.run_dir else None
+        resumed = _load_task(self.task_file) if self.task_file else None
+        if resumed is not None:
+            self.pending_task = (resumed, time.monotonic() + PENDING_TASK_TIMEOUT_S)   # waits for live state
+            self.detail["resuming"] = resumed.body.task_id or "a task"
 
     def _planner(self, spec: str) -> SkillPlanner:
         """The fitted planner of skill ``spec`` (fitted on first use, then kept)."""
@@ -89,12 +96,18 @@ class TrajectoryNode(Node):
         if msg.topic == M.ControlState.TOPIC:
             self.clock.observe(msg.stamp.stamp_ns)
             self.q_now = np.array(msg.arrays["q_cmd"], dtype=np.float64)
+            if msg.body.latched and self.plan is not None:   # e-stopped or held: this plan will not run
+                self._abandon(f"the arm is held ({msg.body.latched})")
             if self.pending_task is not None and self.clock.synced:
                 self._task(self.pending_task[0])
                 self.pending_task = None
             return
         if msg.topic == M.ArmLimitsMsg.TOPIC:
             self._limits(msg)
+            return
+        if msg.topic == M.ControlCommand.TOPIC:
+            if msg.body.action == "hold" and self.plan is not None:
+                self._abandon(f"stopped by the operator ({msg.body.reason})")
             return
         if not self.clock.synced:       # the arm's state and clock are not known yet: plan once they are
             self.pending_task = (msg, time.monotonic())
@@ -120,12 +133,23 @@ class TrajectoryNode(Node):
             p.set_limits(lim)
         self.detail["limits"] = "from the control node"
 
+    def _abandon(self, reason: str) -> None:
+        """Drop the current plan and say why (the task did not complete)."""
+        self.pub.send(M.TaskError(reason=reason[:4000], task_id=self.task_id), derived=[self.task_stamp])
+        self.plan = None
+        if self.task_file:
+            self.task_file.unlink(missing_ok=True)
+
     def _task(self, msg) -> None:
         self.task_id = msg.body.task_id
         try:
             self._plan(msg)
         except (PlanError, ValueError) as exc:
             self.pub.send(M.TaskError(reason=str(exc)[:4000], task_id=msg.body.task_id), derived=[msg.stamp])
+            return
+        if self.task_file:
+            _save_task(self.task_file, msg)
+        self.detail.pop("resuming", None)
 
     def _goal(self, task: M.Task, skill: str):
         if task.goal is not None:
@@ -162,7 +186,7 @@ class TrajectoryNode(Node):
         self.pub.send(M.PlanMsg(kind=kind, t0=plan.t0, dt=plan.dt, samples=len(plan.q), plan_ms=plan_ms,
                                 stages_ms={k: float(v) for k, v in plan.plan_ms.items()},
                                 max_pos_err=float(plan.max_pos_err), max_rot_err=float(plan.max_rot_err),
-                                skill=spec, speed=float(plan.speed)),
+                                skill=spec, speed=float(plan.speed), task_id=task.task_id),
                       {"q": plan.q, "pose": plan.pose}, derived=[msg.stamp])
         self._publish_chunk(self.clock.now())
 
@@ -189,13 +213,19 @@ class TrajectoryNode(Node):
                 reason=f"no live control/state within {PENDING_TASK_TIMEOUT_S:g} s of the task: is the control "
                        f"node running and reachable?", task_id=msg.body.task_id), derived=[msg.stamp])
         if self.plan is None:
+            self.detail.pop("task", None)
             return
         now = self.clock.to_control(now)
         end = self.plan.t0 + self.plan.dt * (len(self.plan.q) - 1)
         if now > end:                     # the chunks published before `end` already cover the last sample
             self.pub.send(M.TaskDone(t_end=end, task_id=self.task_id), derived=[self.task_stamp])
             self.plan = None
+            if self.task_file:
+                self.task_file.unlink(missing_ok=True)
             return
+        self.detail["task"] = {"task_id": self.task_id, "skill": self.plan_skill,
+                               "progress": round(float(np.clip((now - self.plan.t0) / max(1e-9, end - self.plan.t0),
+                                                               0, 1)), 3)}
         self._publish_chunk(now, first=False)
 
 
@@ -207,3 +237,29 @@ def _pose7(v, key: str) -> np.ndarray:
     if abs(n - 1.0) > 1e-3:
         raise ValueError(f"task.{key}: the quaternion [qw, qx, qy, qz] must have unit norm (got {n:.4f})")
     return a
+
+
+def _save_task(path, msg) -> None:
+    """Keep the task being executed (its body and stamp) so a restarted node resumes it."""
+    import json
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"body": msg.body.header(), "stamp": msg.stamp.wire()}))
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def _load_task(path):
+    """The task a previous incarnation of this node was executing, as a received message, or None."""
+    import json
+
+    from kinebridge.runtime.bus.codec import Message
+    try:
+        d = json.loads(path.read_text())
+        msg = Message(M.Task.TOPIC, {}, {})
+        msg.body, msg.stamp = M.Task.model_validate(d["body"]), M.Stamp.model_validate(d["stamp"])
+        return msg
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -10,10 +10,10 @@ from kinebridge.runtime.config import DEFAULT_TOML, ConfigError, load_config, pa
 def test_default_config_is_valid_and_complete():
     cfg = load_config(None)
     assert cfg.control.rate_hz == 200.0 and cfg.arm.simulate
-    assert set(cfg.enabled_nodes()) == {"control", "trajectory", "recorder"}
+    assert set(cfg.enabled_nodes()) == {"control", "trajectory", "recorder", "ingress"}
     assert cfg.nodes["control"].critical and not cfg.nodes["trajectory"].critical
     assert cfg.endpoint("control").startswith("ipc://") and cfg.endpoint("control").endswith("/control.sock")
-    assert len(cfg.endpoints()) == 4          # three nodes and the supervisor
+    assert len(cfg.endpoints()) == 5          # four nodes and the supervisor
 
 
 @pytest.mark.parametrize("text,field", [
@@ -74,3 +74,49 @@ def test_reading_a_config_does_not_load_numba():
     from kinebridge.kernels import rm75
     assert arm_model(ArmConfig().model).d7 == rm75.D7_B          # the default arm is the RM75-B
     assert set(ARM_MODEL_NAMES) == set(ARM_MODELS) == set(MODEL_NAMES)   # the light copies of the model names agree
+
+
+def test_print_config_shows_every_key_and_reads_back():
+    """`kinebridge run --print-config` writes every table and key (unset ones commented out) with what it
+    does; the text parses back to the same configuration."""
+    from kinebridge.runtime.config import RuntimeConfig, render_toml
+    cfg = load_config(None)
+    text = render_toml(cfg)
+    assert parse_config(text) == cfg
+
+    def keys(model, prefix=""):
+        for name, f in type(model).model_fields.items():
+            v = getattr(model, name)
+            if hasattr(type(v), "model_fields"):
+                yield from keys(v, f"{prefix}{name}.")
+            elif isinstance(v, dict) and v and all(hasattr(type(x), "model_fields") for x in v.values()):
+                for k, x in v.items():
+                    yield from keys(x, f"{prefix}{name}.{k}.")
+            else:
+                yield prefix + name
+    for key in keys(cfg):
+        leaf = key.rsplit(".", 1)[-1]
+        assert f"\n{leaf} = " in text or f"\n# {leaf} =" in text, key
+    for table in ("[bus]", "[arm.realman]", "[control.realtime]", "[trajectory]", "[recorder]", "[supervisor]",
+                  "[ingress]", "[nodes.control]"):
+        assert table in text
+    assert isinstance(RuntimeConfig.model_fields["supervisor"].description, (str, type(None)))
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"supervisor": {"heartbeat_timeout_s": 0.2}}, "supervisor.heartbeat_timeout_s"),
+    ({"trajectory": {"skill": "juggle"}}, "trajectory.skill"),
+    ({"trajectory": {"chunk_len": 5}}, "trajectory.chunk_len"),
+    ({"control": {"watchdog_s": 0.1}}, "control.watchdog_s"),
+    ({"control": {"rate_hz": 50.0}}, "control.rate_hz"),
+])
+def test_dangerous_but_valid_configs_are_refused_naming_the_field(change, field):
+    from kinebridge.runtime.config import ConfigError, RuntimeConfig
+    from kinebridge.runtime.daemon.checks import refuse_dangerous
+    data = load_config(None).model_dump()
+    for table, kv in change.items():
+        data[table].update(kv)
+    cfg = RuntimeConfig.model_validate(data)          # valid …
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):   # … but refused at start
+        refuse_dangerous(cfg)
+    refuse_dangerous(load_config(None))              # the default is fine

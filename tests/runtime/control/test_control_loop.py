@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from kinebridge.drivers.host.net import free_udp_port
 from kinebridge.drivers.realman.arm import RealmanArm, RealmanConfig
 from kinebridge.drivers.realman.sim.controller import spawn_sim
 from kinebridge.kernels import rm75
@@ -16,11 +17,7 @@ from kinebridge.runtime.control.loop import ControlConfig, ControlLoop
 
 @pytest.fixture(scope="module")
 def sim():
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        udp = s.getsockname()[1]
+    udp = free_udp_port()
     with spawn_sim(host="127.0.0.3", port=0, push_port=udp) as p:
         yield p, udp
 

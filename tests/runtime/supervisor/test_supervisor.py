@@ -23,7 +23,9 @@ def test_node_kinds_carry_the_launch_policy():
     assert k["trajectory"].start_phase == START_ONCE_STREAMING
     assert k["control"].stop_phase < k["trajectory"].stop_phase < k["recorder"].stop_phase
     cfg = load_config(None)
-    assert {n: s.critical for n, s in cfg.nodes.items()} == {"control": True, "trajectory": False, "recorder": False}
+    assert {n: s.critical for n, s in cfg.nodes.items()} == {"control": True, "trajectory": False, "recorder": False,
+                                                              "ingress": False}
+    assert k["ingress"].start_phase == START_WITH_ARM and not k["ingress"].critical
 
 
 def test_nodes_stop_by_kind_not_by_name(tmp_path):
