@@ -147,13 +147,17 @@ def _encode_us(stream, topic: str) -> float | None:
     return (time.perf_counter() - t0) / (3 * len(msgs)) * 1e6
 
 
-def run(source=None, *, flushes=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0), default_flush: float = 0.05,
+def run(source=None, *, flushes=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0), default_flush: float | None = None,
         hour_s: float = 3600.0, baseline=None) -> dict:
-    """Every figure as a dict (see the module docstring)."""
+    """Every figure as a dict (see the module docstring). ``default_flush``: the interval of the
+    one-hour file (default: ``[recorder] flush_every_s``'s default)."""
     from kinebridge.runtime.bus import messages as M
+    from kinebridge.runtime.config import RecorderSection
     from kinebridge.runtime.recording.reader import summarize
 
-    out: dict = {}
+    if default_flush is None:
+        default_flush = RecorderSection().flush_every_s
+    out: dict = {"flush_every_s": default_flush}
     with tempfile.TemporaryDirectory(prefix="kb-recbench-") as tmp:
         tmp = Path(tmp)
         if source is None:
