@@ -19,8 +19,10 @@ tests of the same pytest run. What was found by experiment with SDK 1.1.6:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -646,6 +648,89 @@ def test_client_disconnect_mid_stream_holds_the_last_point(sim):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     b.close()
+
+
+def test_drop_clients_ends_connections_with_fin_or_rst(sim, client):
+    for how, expect_reset in (("fin", False), ("rst", True)):
+        victim = Raw(sim.port)
+        assert victim.ask({"command": "get_joint_degree"})["state"] == "joint_degree"
+        r = client.ask({"command": "kinebridge_sim_drop_clients", "how": how})
+        assert r == {"command": "kinebridge_sim_drop_clients", "state": True, "dropped": 1}     # not the asker
+        victim.sock.settimeout(2.0)
+        if expect_reset:
+            with pytest.raises(ConnectionResetError):       # a reset, no orderly close first
+                victim.sock.recv(100)
+        else:
+            assert victim.sock.recv(100) == b""             # FIN: end of stream
+        victim.close()
+        deadline = time.monotonic() + 1.0
+        while sim.stats()["clients"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert sim.stats()["dropped_clients"] == 2
+    assert client.ask({"command": "get_joint_degree"})["state"] == "joint_degree"    # the asker still served
+    for bad in ({"how": "close"}, {"how": 1}, {"how": "fin", "pause_push_s": -1}, {"how": "fin", "pause_push_s": 61}):
+        assert client.ask({"command": "kinebridge_sim_drop_clients", **bad})["state"] is False
+    assert client.ask({"command": "kinebridge_sim_pause_push", "pause_s": "long"})["state"] is False
+
+
+def test_pause_push_stops_the_push_and_keeps_tcp(sim, client):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", sim.push_port))
+    udp.settimeout(1.0)
+    udp.recvfrom(65536)                                      # pushing
+    assert client.ask({"command": "kinebridge_sim_pause_push", "pause_s": 0.3}) == {
+        "command": "kinebridge_sim_pause_push", "state": True}
+    t0 = time.monotonic()
+    with contextlib.suppress(socket.timeout):
+        udp.settimeout(0.005)
+        while True:                                          # what was sent before the pause
+            udp.recvfrom(65536)
+    udp.settimeout(1.0)
+    udp.recvfrom(65536)
+    assert time.monotonic() - t0 > 0.25                      # nothing for the pause
+    assert client.ask({"command": "get_joint_degree"})["state"] == "joint_degree"    # TCP untouched
+    udp.close()
+
+
+def test_drop_clients_with_a_pause_is_a_controller_reboot():
+    with SimController(port=0, push_port=0) as s:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", s.push_port))
+        udp.settimeout(1.0)
+        c = Raw(s.port)
+        udp.recvfrom(65536)
+        assert s.drop_clients("rst", pause_push_s=0.3) == 1
+        with pytest.raises(ValueError):
+            s.drop_clients("unplug")
+        udp.settimeout(0.2)
+        with contextlib.suppress(socket.timeout):
+            while True:
+                udp.recvfrom(65536)
+        c.close()
+        udp.close()
+
+
+def test_tcp_threads_share_the_push_threads_real_time_priority():
+    """The reader/writer/accept threads hold the GIL the FIFO push thread needs: where SCHED_FIFO is
+    permitted they run under it too (one step below the push), else neither does."""
+    with spawn_sim(rt_priority=10) as p:
+        c = Raw(p.port)
+        assert c.ask({"command": "get_joint_degree"})["state"] == "joint_degree"
+        st = p.stats()["push"]
+        assert st["tcp_threads_sched_fifo"] == st["sched_fifo"]
+        if st["sched_fifo"]:
+            prio = {}
+            for tid in os.listdir(f"/proc/{p.pid}/task"):
+                with contextlib.suppress(OSError):
+                    if os.sched_getscheduler(int(tid)) == os.SCHED_FIFO:
+                        prio[int(tid)] = os.sched_getparam(int(tid)).sched_priority
+            # push (10); main, its stdin watcher, accept, and this connection's reader and writer (9)
+            assert list(prio.values()).count(10) == 1 and list(prio.values()).count(9) >= 5, prio
+        c.close()
+    with spawn_sim(rt_priority=0) as p:
+        st = p.stats()["push"]
+        assert st["sched_fifo"] is False and st["tcp_threads_sched_fifo"] is False
 
 
 def test_overspeed_and_limit_errors_reach_the_state_and_clear(client, sim):

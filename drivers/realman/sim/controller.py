@@ -62,14 +62,26 @@ Integrating the arm in this thread costs ~30 µs per cycle (median; five 1 ms su
 datagram), so this design already meets p99 ≤ 1 ms and no separate servo thread is used (that
 alternative was not built or measured).
 
+The push thread shares the GIL with the TCP threads. At normal priority a reader holding the GIL could
+be preempted by normal work mid-request, and the FIFO push thread then waited for the GIL behind it (a
+priority inversion): under ``shared/tools/load.sh`` (two 600×600 matmul loops and an fsync writer on the
+2 cores) with the SDK streaming at 200 Hz, period error p99 3.1–5.9 ms, p99.9 5.7–21 ms, max 25–93 ms.
+So the accept, reader and writer threads (and the main thread of ``kinebridge sim``) run under SCHED_FIFO
+one step below the push where permitted (``push.tcp_threads_sched_fifo``); they block on their sockets
+between requests and are never preempted by normal work while holding the GIL. Same load: p99 2.4–3.0 ms,
+p99.9 4.6–5.5 ms, max 6.6–19 ms — the floor of a lone FIFO Python thread sleeping to 5 ms deadlines on
+this VM under that load (p99 2.1 ms, p99.9 3.8 ms, max 5.8 ms: the kernel is not preemptible and the
+fsync writer holds it). Moving the push to a process of its own was not needed for that.
+
 Extension commands (prefix ``kinebridge_``; the SDK never sends them)
 -------------------------------------------------------------------
 ``{"command":"kinebridge_sim_stats"}`` (Python: :meth:`SimController.stats`, :meth:`SimProcess.stats`) →
 ``{"command": "kinebridge_sim_stats",
 "passthrough": {"received", "accepted", "rejected": {reason: n}, "checksum"},
 "planned_moves": {"accepted", "refused": {reason: n}},
-"push": {"sent", "cycle_ms", "sched_fifo", "period_error_us": {"n", "p50", "p99", "max"}},
-"clients", "uptime_s"}``. Add ``"arrivals": true`` to get ``"arrival_ns"``: the CLOCK_MONOTONIC
+"push": {"sent", "cycle_ms", "sched_fifo", "tcp_threads_sched_fifo", "period_error_us": {"n", "p50", "p99",
+"max"}},
+"clients", "dropped_clients", "uptime_s"}``. Add ``"arrivals": true`` to get ``"arrival_ns"``: the CLOCK_MONOTONIC
 (``time.monotonic_ns()``, comparable across processes) receive stamps of the last ≤ 20000
 pass-through points (``movej_canfd`` and ``movep_canfd``). Rejection reasons: ``bad_value``
 (malformed point), ``overspeed`` (0x1007), ``overspeed_latched`` (ignored until clear_system_err),
@@ -80,6 +92,16 @@ received since the last reset, in arrival order (i from 0), on the integer wire 
 ``%``, never negative); :func:`passthrough_checksum` computes the same on the sender's side.
 ``{"command":"kinebridge_sim_reset_stats"}`` → ``{"command":"kinebridge_sim_reset_stats","state":true}``
 zeroes all of it.
+
+Faults for the driver's tests (:mod:`kinebridge.drivers.realman.faults`):
+``{"command":"kinebridge_sim_drop_clients","how":"fin"|"rst","pause_push_s":0}`` ends every other client's
+connection from the controller's side — ``fin`` an orderly close, ``rst`` a reset (SO_LINGER 0: the peer
+sees ECONNRESET, no FIN) — and with ``pause_push_s`` > 0 also stops the push that long (a rebooting
+controller). Otherwise the push goes on to a target set with ``set_realtime_push`` (RealMan documents
+nothing about the push after a client leaves; this is the simulator's choice). Reply
+``{"command":"kinebridge_sim_drop_clients","state":true,"dropped":n}``; ``dropped_clients`` in the stats
+counts them. ``{"command":"kinebridge_sim_pause_push","pause_s":x}`` stops the push for x s and leaves
+TCP alone (a pulled push path). Bad values: ``"state": false``.
 
 ``--log`` prints a wire transcript (``<seconds> RX|TX <peer> <json>``, plus CONN/EOF) to stderr.
 """
@@ -94,6 +116,7 @@ import os
 import queue
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -149,9 +172,11 @@ class _Client:
         self.host = addr[0]
         self.peer = f"{addr[0]}:{addr[1]}"
         self.alive = True
+        self.reset = False
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._log = log
         self.writer = threading.Thread(target=self._write_loop, name=f"sim-tx-{cid}", daemon=True)
+        self.on_start: Callable[[], None] | None = None    # run first on the writer thread (its priority)
 
     def send(self, obj: dict) -> None:
         if self.alive:
@@ -159,13 +184,29 @@ class _Client:
 
     def close(self) -> None:
         self.alive = False
-        self._q.put(None)
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            # before the writer may close the fd: a close() while the reader blocks in recv() would not
+            # release the socket (no FIN, no RST) until something else woke that recv().
+            # A reset connection must not say goodbye first: only wake the reader (SHUT_RD sends nothing).
+            self.sock.shutdown(socket.SHUT_RD if self.reset else socket.SHUT_RDWR)
         except OSError:
             pass
+        self._q.put(None)
+
+    def drop(self, how: str) -> None:
+        """End the connection from the controller's side: ``"fin"`` an orderly close (FIN), ``"rst"`` a
+        reset (SO_LINGER 0, then close: the peer sees ECONNRESET and no FIN)."""
+        if how == "rst":
+            self.reset = True
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self.close()
 
     def _write_loop(self) -> None:
+        if self.on_start is not None:
+            self.on_start()
         while True:
             obj = self._q.get()
             if obj is None:
@@ -252,6 +293,7 @@ class SimController:
         limits = JointLimits(lim.q_min, lim.q_max, lim.qd_max * float(joint_speed_scale), lim.qdd_max)
         self._realtime = int(realtime)      # SCHED_FIFO priority for the push thread (0: normal scheduling)
         self._rt = False
+        self._rt_helpers: bool | None = None   # TCP threads under SCHED_FIFO (None: not asked)
         self._log_on = bool(log)
         self._log_stream = log_stream or sys.stderr
         self._log_lock = threading.Lock()
@@ -269,6 +311,8 @@ class SimController:
 
         self._clients: dict[int, _Client] = {}
         self._next_cid = 1
+        self._dropped = 0                         # connections ended by kinebridge_sim_drop_clients
+        self._push_paused_until_ns = 0
         self._running = False
         self._threads: list[threading.Thread] = []
         self._tcp: socket.socket | None = None
@@ -341,6 +385,17 @@ class SimController:
             self.stop()
 
     # ----------------------------------------------------------------------------------- helpers
+    def _helper_thread_priority(self) -> None:
+        """Run the calling TCP thread (accept, reader, writer) under SCHED_FIFO one step below the push.
+
+        They hold the GIL while they parse and answer; at normal priority a CPU hog can preempt one
+        mid-request, and the FIFO push thread then waits for the GIL behind it (a priority inversion:
+        pushes 10–90 ms late under ``load.sh``). At FIFO they are never preempted by normal work, so the
+        GIL comes back within the switch interval. They block on their sockets between requests."""
+        if self._realtime:
+            ok = try_sched_fifo(max(1, self._realtime - 1))
+            self._rt_helpers = ok if self._rt_helpers is None else (self._rt_helpers and ok)
+
     def _now(self) -> float:
         return time.monotonic_ns() * 1e-9
 
@@ -392,8 +447,9 @@ class SimController:
                                    "rejected": dict(self._pt_rejected), "checksum": self._checksum},
                    "planned_moves": {"accepted": self._planned_accepted, "refused": dict(self._planned_refused)},
                    "push": {"sent": self._pushes, "cycle_ms": self._push_cycle * 5, "sched_fifo": self._rt,
+                            "tcp_threads_sched_fifo": bool(self._rt_helpers),
                             "period_error_us": _percentiles_us(list(self._period_err_ns))},
-                   "clients": len(self._clients),
+                   "clients": len(self._clients), "dropped_clients": self._dropped,
                    "uptime_s": round((time.monotonic_ns() - self._t_start) * 1e-9, 3)}
             if arrivals:
                 out["arrival_ns"] = list(self._arrivals)
@@ -404,8 +460,32 @@ class SimController:
         with self._lock:
             self._reset_stats_locked()
 
+    def pause_push(self, seconds: float) -> None:
+        """Send no state push for ``seconds`` while every TCP connection stays up (a pulled push cable,
+        a dead UDP path); 0 resumes at once."""
+        with self._lock:
+            self._push_paused_until_ns = time.monotonic_ns() + int(seconds * 1e9)
+
+    def drop_clients(self, how: str = "fin", except_client=None, pause_push_s: float = 0.0) -> int:
+        """End every client connection from the controller's side (``how``: ``"fin"`` or ``"rst"``), as a
+        controller reboot or a broken cable would; ``pause_push_s`` > 0 also stops the state push for
+        that long (a rebooting controller pushes nothing). Returns how many connections were dropped."""
+        if how not in ("fin", "rst"):
+            raise ValueError(f"how must be 'fin' or 'rst', got {how!r}")
+        with self._lock:
+            victims = [cl for cl in self._clients.values() if cl is not except_client]
+            if pause_push_s > 0:
+                self._push_paused_until_ns = time.monotonic_ns() + int(pause_push_s * 1e9)
+        for cl in victims:
+            self._log("DROP " + how, cl.peer)
+            cl.drop(how)
+        with self._lock:
+            self._dropped += len(victims)
+        return len(victims)
+
     # ---------------------------------------------------------------------------------- TCP side
     def _accept_loop(self) -> None:
+        self._helper_thread_priority()
         while self._running:
             try:
                 sock, addr = self._tcp.accept()
@@ -424,11 +504,13 @@ class SimController:
                 client = _Client(cid, sock, addr, self._log if self._log_on else None)
                 self._clients[cid] = client
             self._log("CONN", client.peer)
+            client.on_start = self._helper_thread_priority
             client.writer.start()
             th = threading.Thread(target=self._read_loop, args=(client,), name=f"sim-rx-{cid}", daemon=True)
             th.start()
 
     def _read_loop(self, client: _Client) -> None:
+        self._helper_thread_priority()
         reader = proto.FrameReader()
         try:
             while self._running and client.alive:
@@ -482,7 +564,7 @@ class SimController:
 
     # ---------------------------------------------------------------------------------- UDP side
     def _push_targets_locked(self) -> list[tuple[str, int]]:
-        if not self._push_enable:
+        if not self._push_enable or time.monotonic_ns() < self._push_paused_until_ns:
             return []
         if self._push_ip:
             return [(self._push_ip, self._push_cfg_port)]
@@ -859,6 +941,24 @@ def _h_reset_stats(sim, c, m, t):
     return {"command": "kinebridge_sim_reset_stats", "state": True}
 
 
+def _h_drop_clients(sim, c, m, t):
+    how = m.get("how", "fin")
+    pause = m.get("pause_push_s", 0)
+    if how not in ("fin", "rst") or isinstance(pause, bool) or not isinstance(pause, (int, float)) \
+            or not 0 <= pause <= 60:
+        return {"command": "kinebridge_sim_drop_clients", "state": False, "dropped": 0}
+    return {"command": "kinebridge_sim_drop_clients", "state": True,
+            "dropped": sim.drop_clients(how, except_client=c, pause_push_s=float(pause))}
+
+
+def _h_pause_push(sim, c, m, t):
+    pause = m.get("pause_s", 0)
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)) or not 0 <= pause <= 60:
+        return {"command": "kinebridge_sim_pause_push", "state": False}
+    sim.pause_push(float(pause))
+    return {"command": "kinebridge_sim_pause_push", "state": True}
+
+
 #: command → handler. These are the requests the simulator understands.
 HANDLERS: dict[str, Callable] = {
     # connect handshake (SDK 1.1.6 order)
@@ -907,6 +1007,8 @@ HANDLERS: dict[str, Callable] = {
     # kinebridge extensions
     "kinebridge_sim_stats": _h_stats,
     "kinebridge_sim_reset_stats": _h_reset_stats,
+    "kinebridge_sim_drop_clients": _h_drop_clients,
+    "kinebridge_sim_pause_push": _h_pause_push,
 }
 
 
@@ -934,9 +1036,10 @@ def _warm_up_kinematics(d7: float) -> None:
 
 
 # ----------------------------------------------------------------------------------- subprocess
-def request(host: str, port: int, msg: dict, timeout: float = 5.0) -> dict:
-    """One request/reply on a fresh TCP connection (replies are matched on ``command``/``state``)."""
-    want = msg.get("command")
+def request(host: str, port: int, msg: dict, timeout: float = 5.0, want: str | None = None) -> dict:
+    """One request/reply on a fresh TCP connection (replies are matched on ``command``/``state``: the
+    request's command, or ``want`` — e.g. ``get_joint_degree`` is answered with state ``joint_degree``)."""
+    want = want or msg.get("command")
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(proto.encode(msg))
         reader = proto.FrameReader(max_line=64 * 1024 * 1024)
@@ -996,6 +1099,19 @@ class SimProcess:
     def reset_stats(self) -> None:
         self.request({"command": "kinebridge_sim_reset_stats"})
 
+    def pause_push(self, seconds: float) -> None:
+        """``kinebridge_sim_pause_push``: no state push for ``seconds``, TCP untouched."""
+        reply = self.request({"command": "kinebridge_sim_pause_push", "pause_s": seconds})
+        if not reply.get("state"):
+            raise ValueError(f"the simulator refused kinebridge_sim_pause_push pause_s={seconds!r}: {reply}")
+
+    def drop_clients(self, how: str = "fin", pause_push_s: float = 0.0) -> int:
+        """``kinebridge_sim_drop_clients``: the controller ends every connection (FIN or RST)."""
+        reply = self.request({"command": "kinebridge_sim_drop_clients", "how": how, "pause_push_s": pause_push_s})
+        if not reply.get("state"):
+            raise ValueError(f"the simulator refused kinebridge_sim_drop_clients how={how!r}: {reply}")
+        return int(reply["dropped"])
+
     def stderr_text(self) -> str:
         if not self._stderr_path:
             return ""
@@ -1032,7 +1148,8 @@ class SimProcess:
 
 def spawn_sim(port: int = 0, push_port: int = 0, host: str = "127.0.0.1", cycle: int = 1, model: str = "RM75-B",
               gen: int = 3, log: bool = False, timeout: float = 30.0, python: str | None = None,
-              rt_priority: int = 10, initial_joints_deg=None, joint_speed_scale: float = 1.0) -> SimProcess:
+              rt_priority: int = 10, initial_joints_deg=None, joint_speed_scale: float = 1.0,
+              should_stop=None, progress=None) -> SimProcess:
     """Start ``python -m kinebridge.drivers.realman.sim.controller`` and wait until it accepts TCP.
 
     ``port``/``push_port`` 0 let the child pick free ports; they are read from its ready line. Raises
@@ -1057,9 +1174,18 @@ def spawn_sim(port: int = 0, push_port: int = 0, host: str = "127.0.0.1", cycle:
     with os.fdopen(fd, "wb") as err_file:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err_file, stdin=subprocess.PIPE)
     sp = SimProcess(proc, host, 0, 0, err_path)
-    deadline = time.monotonic() + timeout
+    t_spawn = time.monotonic()
+    deadline = t_spawn + timeout
+    next_note = t_spawn + 5.0
     buf = b""
     while True:
+        if should_stop is not None and should_stop():
+            sp.kill()
+            raise RuntimeError("stopped while the simulated controller was starting")
+        if progress is not None and time.monotonic() >= next_note:
+            next_note += 5.0
+            progress(f"waiting {time.monotonic() - t_spawn:.0f} s for the simulated controller (its first start "
+                     f"on a machine compiles the kinematics kernels)")
         rem = deadline - time.monotonic()
         if rem <= 0:
             text = sp.stderr_text()
@@ -1120,6 +1246,8 @@ def serve(args: argparse.Namespace) -> int:
                             joint_speed_scale=getattr(args, "joint_speed_scale", 1.0),
                             log=args.log, realtime=getattr(args, "rt_priority", 0))
         sim.start()
+        if sim._realtime:      # the main thread takes the GIL too (signals, shutdown): not behind normal work either
+            sim._helper_thread_priority()
     except (OSError, ValueError) as exc:
         print(f"kinebridge sim: error: {exc}", file=sys.stderr)
         return 2
