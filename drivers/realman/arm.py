@@ -9,27 +9,39 @@ What this adds on top of the SDK (see ``../shared/reference/realman-protocol.md`
 * **State from the UDP push**, not TCP polling: the SDK's (process-global) UDP callback is
   dispatched to the driver of the arm that sent it; :meth:`RealmanArm.read_state` returns the
   newest sample without any I/O.
-* **Dead-link detection**: a watchdog declares the link lost when no push arrived for
-  ``link_timeout_periods`` push periods (2 by default), blocks streaming, tries to stop the arm
-  and tells the registered loss callbacks. ``reconnect()`` rebuilds the connection (the SDK has no
-  reconnect of its own).
+* **Late is not lost.** A state older than ``link_timeout_periods`` push periods (20 ms) is *late*:
+  :attr:`RealmanArm.state_late` / :attr:`~RealmanArm.state_age_s` / :meth:`~RealmanArm.link_health`
+  tell the control loop to hold its last safe setpoint, streaming still works. The link is *lost*
+  only after ``link_lost_s`` (0.1 s) of silence, a FIN or RST from the controller (seen in the TCP
+  state of the SDK's socket, on every send and every 20 ms), a failed send, or the SDK's receive
+  thread gone: then streaming is refused (:class:`LinkLost`), the arm gets a quick stop and the
+  ``on_link_lost`` callbacks run. Loss is decided from timestamps on every call, so no setpoint leaves
+  on a state older than the window whenever the watchdog thread wakes up.
+* **Reconnect that survives the SDK**: ``reconnect()`` rebuilds the connection (the SDK has none of its
+  own) after any number of controller-side closes: handles are deleted without closing a socket the
+  SDK's receive thread still watches, and a receive thread found dead is restarted
+  (:mod:`kinebridge.drivers.realman.sdk`). A failed connect says what failed: nothing listening, no
+  route, no handshake reply, or the SDK's receive thread gone.
 * **Errors**: SDK return codes become exceptions (``-1`` → :class:`LinkLost`, ``-2`` →
   :class:`ControllerTimeout`, ``1`` → :class:`ControllerError` with the controller's error codes
   and their meaning, …); controller error codes in the push surface on the next send.
 * **Stop from any state**: :meth:`stop` sends the controller's quick stop and never raises.
 
-The SDK keeps process-global state (thread mode, UDP port, callbacks); this module initialises it
-once per process in triple-thread mode and keeps the ctypes callbacks referenced.
+The SDK keeps process-global state (thread mode, UDP port, callbacks, five handles); it is initialised
+once per process in triple-thread mode (:mod:`kinebridge.drivers.realman.sdk`) and the ctypes callbacks
+stay referenced.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
+import math
+import os
 import socket
 import threading
 import time
 import weakref
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -39,11 +51,12 @@ from kinebridge.drivers.arm.driver import (
     LinkLost, SDKError, SetpointRejected, validate_joint_setpoint,
 )
 from kinebridge.drivers.arm.model import ArmModel, arm_model
+from kinebridge.drivers.realman import sdk
 from kinebridge.drivers.realman.config import RealmanConfig
 from kinebridge.drivers.realman.protocol import ARM_STATUS_NAMES
 from kinebridge.kernels import rm75
 
-__all__ = ["RealmanConfig", "RealmanArm", "SDK_RETURN_CODES", "error_text"]
+__all__ = ["RealmanConfig", "RealmanArm", "LinkHealth", "SDK_RETURN_CODES", "error_text"]
 
 # SDK return codes (realman-protocol.md §1.9) and what they mean for a kinebridge user.
 SDK_RETURN_CODES = {
@@ -73,21 +86,27 @@ _BY_HANDLE: "weakref.WeakValueDictionary[int, RealmanArm]" = weakref.WeakValueDi
 
 
 def _sdk():
-    """Import the SDK (a clear error if it is missing) and initialise it once, triple-thread mode."""
+    """The SDK (a clear error if it is missing), initialised once per process in triple-thread mode with
+    this module's callbacks registered (:mod:`kinebridge.drivers.realman.sdk`)."""
     try:
-        from Robotic_Arm import rm_robot_interface as rm
-    except ImportError as exc:  # pragma: no cover - robotic-arm is a core dependency
-        raise ArmError("RealMan's SDK is not installed: pip install robotic-arm==1.1.6") from exc
+        rm = sdk.sdk()
+    except sdk.SdkUnavailable as exc:  # pragma: no cover - robotic-arm is a core dependency
+        raise ArmError(str(exc)) from exc
     with _SDK_LOCK:
         if not _SDK["ready"]:
-            with contextlib.redirect_stdout(io.StringIO()):  # the SDK prints its version on init
-                rm.RoboticArm(rm.rm_thread_mode_e.RM_TRIPLE_MODE_E)
             _SDK["udp_cb"] = rm.rm_realtime_arm_state_callback_ptr(_on_udp)
             _SDK["event_cb"] = rm.rm_event_callback_ptr(_on_event)
-            rm.RoboticArm().rm_realtime_arm_state_call_back(_SDK["udp_cb"])
-            rm.RoboticArm().rm_get_arm_event_call_back(_SDK["event_cb"])
+            sdk.register_callback("rm_realtime_arm_state_call_back", _SDK["udp_cb"])
+            sdk.register_callback("rm_get_arm_event_call_back", _SDK["event_cb"])
+            sdk.on_reinitialise(_handles_freed)
             _SDK["ready"] = True
     return rm
+
+
+def _handles_freed(reason: str) -> None:
+    """The SDK was re-initialised: every connected driver's handle is gone."""
+    for arm in tuple(_BY_HANDLE.values()):
+        arm._handle_gone(reason)
 
 
 def _on_udp(data) -> None:  # runs on the SDK's UDP thread
@@ -120,9 +139,60 @@ def _route_ip(peer: str, port: int) -> str:
             return "127.0.0.1"
 
 
+def _tcp_probe(ip: str, port: int, timeout_s: float = 0.5) -> str:
+    """Why a handshake failed, told by a plain TCP connect: who listens at ``ip:port``."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout_s):
+            return "listening"
+    except ConnectionRefusedError:
+        return "refused"
+    except socket.timeout:
+        return "timeout"
+    except OSError as exc:
+        return f"error: {exc.strerror or exc}"
+
+
+# TCP states in ``TCP_INFO`` (linux/tcp_states.h)
+_TCP_CLOSE, _TCP_CLOSE_WAIT = 7, 8
+
+
+@dataclass(frozen=True)
+class LinkHealth:
+    """The link to the controller at one instant (:meth:`RealmanArm.link_health`).
+
+    ``status``: ``"ok"`` (newest state younger than ``late_after_s``), ``"late"`` (older, but the push
+    has been silent for less than ``lost_after_s``: hold, do not plan on it), ``"lost"``, ``"waiting"``
+    (connected, no state yet) or ``"disconnected"``. ``age_s``: age of the newest state (inf before the
+    first). ``late_episodes``: pushes that arrived later than ``late_after_s`` since connect;
+    ``longest_gap_s``: the longest push gap since connect; ``max_send_age_s``: the oldest state any
+    accepted setpoint was sent on (never above ``lost_after_s``). ``lost_at_ns``: when the link became
+    lost (silence: last push + ``lost_after_s``; otherwise when the close or failure was seen)."""
+
+    status: str
+    age_s: float
+    late_after_s: float
+    lost_after_s: float
+    late_episodes: int
+    longest_gap_s: float
+    max_send_age_s: float
+    lost_reason: str | None
+    lost_at_ns: int
+
+
 # --------------------------------------------------------------------------------------- driver
 class RealmanArm(ArmDriver):
-    """A RealMan RM75 on its controller's JSON/TCP port, through the official SDK."""
+    """A RealMan RM75 on its controller's JSON/TCP port, through the official SDK.
+
+    **Late is not lost.** The newest state is *late* once it is older than the late budget
+    (``link_timeout_periods`` push periods, 20 ms by default): the link is up, the arm follows what was
+    sent, but nothing should be planned on that state — the control loop holds its last safe
+    setpoint (:attr:`state_late`, :attr:`state_age_s`, :meth:`link_health`, :attr:`last_setpoint`).
+    The link is *lost* only when the push has been silent for ``link_lost_s`` (0.1 s), or the controller
+    closed or reset the TCP connection, or a send failed: then :meth:`read_state` and every send raise
+    :class:`LinkLost`, the arm gets a quick stop, the ``on_link_lost`` callbacks run, and
+    :meth:`reconnect` is needed. The loss is decided from timestamps by whichever call comes first, so
+    no setpoint is ever sent on a state older than ``link_lost_s`` however late the watchdog thread
+    wakes up."""
 
     dof = 7
 
@@ -133,23 +203,37 @@ class RealmanArm(ArmDriver):
         RealmanConfig.model_validate(self.config.model_dump())  # overrides are validated too
         self._arm = None
         self._handle_id = -1
+        self._handle_epoch = -1
+        self._stale = False                 # the SDK freed the handle (re-initialisation): never pass it again
         self.info: dict = {}
         self.model: ArmModel = model or arm_model("RM75-B")   # the configured arm; limits ∩ controller's at connect
         self.limits: JointLimits | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()       # link state
+        self._sdk_lock = threading.RLock()  # the SDK handle's lifetime against calls on it
+        self._late_ns = int(round(self.config.late_after_s * 1e9))
+        self._lost_ns = int(round(self.config.link_lost_s * 1e9))
         self._latest: ArmState | None = None
         self._seq = 0
         self._last_push_ns = 0
+        self._resumed_ns = 0                # end of the last stall of this process (silence counts from there)
         self._lost_reason: str | None = None
+        self.lost_at_ns = 0
+        self._loss_pending = False          # declared; callbacks and stop not run yet
         self._loss_callbacks: list[Callable[[str], None]] = []
         self._watchdog: threading.Thread | None = None
         self._stop_watchdog = threading.Event()
+        self._wake = threading.Event()
+        self._tcp: socket.socket | None = None   # a dup of the SDK's socket: its TCP state tells a close
+        self._late_episodes = 0
+        self._longest_gap_ns = 0
+        self._max_send_age_ns = 0
         self._prev_q: np.ndarray | None = None
         self._prev_ns = 0
         self._period_avg = 0.0
         self._event = threading.Event()
         self._event_result: tuple[bool, int] | None = None
         self.sent = 0
+        self.reconnects = 0
 
     @classmethod
     def from_config(cls, arm_cfg, model: ArmModel, **overrides) -> "RealmanArm":
@@ -162,55 +246,94 @@ class RealmanArm(ArmDriver):
             return
         rm = _sdk()
         cfg = self.config
+        where = f"{cfg.ip}:{cfg.port}"
+        if sdk.receive_thread_alive() is False:        # died earlier in this process: restart it first
+            try:
+                sdk.reinitialise("the RealMan SDK's TCP receive thread had exited before this connect")
+            except sdk.SdkUnavailable as exc:
+                raise ArmConnectionError(f"could not connect to the RealMan controller at {where}: {exc}") from None
         arm = rm.RoboticArm()
         arm.rm_set_timeout(cfg.timeout_ms)
-        handle = arm.rm_create_robot_arm(cfg.ip, cfg.port, level=3)
-        if handle.id == -1:
-            with contextlib.suppress(Exception):
-                arm.rm_delete_robot_arm()  # the SDK leaves a failed connect's socket open
+        try:
+            handle = arm.rm_create_robot_arm(cfg.ip, cfg.port, level=3)
+        except ValueError:          # the wrapper dereferences NULL when the SDK has no free handle left
             raise ArmConnectionError(
-                f"could not connect to the RealMan controller at {cfg.ip}:{cfg.port}: nothing listening or a "
-                f"handshake reply missing. Check the address and that no other program holds the arm; "
-                f"for the simulator run `kinebridge sim --port {cfg.port}`")
+                f"could not connect to the RealMan controller at {where}: the SDK's five arm handles are all in "
+                f"use in this process (close() arms that are no longer used)") from None
+        if handle.id == -1:
+            sdk.release(arm)      # a failed handshake's handle stays in the SDK's list: delete it safely
+            raise ArmConnectionError(self._connect_failure())
+        epoch = sdk.epoch()
         ret, info = arm.rm_get_robot_info()
         if ret != 0 or info.get("arm_dof") != 7 or "75" not in str(info.get("arm_model", "")):
-            arm.rm_delete_robot_arm()
-            raise ArmConnectionError(f"the arm at {cfg.ip}:{cfg.port} is not a 7-DoF RM75 (robot info {info})")
+            sdk.release(arm, epoch)
+            raise ArmConnectionError(f"the arm at {where} is not a 7-DoF RM75 (robot info {info})")
         variant = "RM75-6F" if "6F" in str(info.get("force_type", "")) else "RM75-B"
         if variant != self.model.name:
-            arm.rm_delete_robot_arm()
-            raise ArmConnectionError(f"the arm at {cfg.ip}:{cfg.port} is an {variant} (robot info {info}), the "
+            sdk.release(arm, epoch)
+            raise ArmConnectionError(f"the arm at {where} is an {variant} (robot info {info}), the "
                                      f"configuration says {self.model.name}: set [arm] model = \"{variant}\"")
-        self._arm, self._handle_id, self.info = arm, int(handle.id), dict(info)
+        with self._lock:               # not usable until the push arrives; no loss to report meanwhile
+            self._lost_reason, self._loss_pending = f"connecting to {where}", False
+        with self._sdk_lock:
+            self._arm, self._handle_id, self._handle_epoch, self._stale = arm, int(handle.id), epoch, False
+        self.info = dict(info)
         try:
+            fd = sdk.socket_fd(arm)
+            self._tcp = socket.socket(fileno=os.dup(fd)) if fd is not None else None
             self.limits = self._read_limits()
             host_ip = cfg.host_ip or _route_ip(cfg.ip, cfg.port)
             push = rm.rm_realtime_push_config_t(
                 cfg.push_cycle, True, cfg.udp_port, -1, host_ip,
                 rm.rm_udp_custom_config_t(joint_speed=1, arm_current_status=1))
             self._check("rm_set_realtime_push", arm.rm_set_realtime_push(push))
+            with self._lock:
+                self._lost_reason, self.lost_at_ns, self._loss_pending = None, 0, False
+                self._last_push_ns = self._resumed_ns = 0
+                self._late_episodes = self._longest_gap_ns = self._max_send_age_ns = 0
             _BY_IP.setdefault(cfg.ip, weakref.WeakSet()).add(self)
             _BY_HANDLE[self._handle_id] = self
-            with self._lock:
-                self._lost_reason = None
-                self._last_push_ns = 0
+            self._start_watchdog()
             try:
                 self.wait_for_state(cfg.connect_timeout_s, newer_than_seq=self._seq)
             except LinkLost:
                 raise ArmConnectionError(
-                    f"connected to {cfg.ip}:{cfg.port} but no UDP state push reached {host_ip}:{cfg.udp_port} within "
+                    f"connected to {where} but no UDP state push reached {host_ip}:{cfg.udp_port} within "
                     f"{cfg.connect_timeout_s:.1f} s; check host_ip, the firewall, and that no other process "
                     f"uses UDP port {cfg.udp_port}") from None
+        except ArmConnectionError:
+            self._teardown(keep_watchdog=True)
+            raise
+        except ArmError as exc:       # a request of the handshake failed: still a failed connect (retried)
+            self._teardown(keep_watchdog=True)
+            raise ArmConnectionError(f"connecting to {where} failed after the handshake: {exc}") from exc
         except BaseException:
-            self._teardown()
+            self._teardown(keep_watchdog=True)
             raise
         self._prev_q, self._period_avg = None, 0.0
         # compile / load the setpoint check now, not on the first streamed setpoint (a cold load
         # holds the GIL long enough to starve the state callback)
         validate_joint_setpoint(self._latest.q, self.limits, self._latest.q, 0.01, max_step=0.1)
-        self._stop_watchdog.clear()
-        self._watchdog = threading.Thread(target=self._watch, name="realman-link-watchdog", daemon=True)
-        self._watchdog.start()
+
+    def _connect_failure(self) -> str:
+        """What a failed handshake means, in words: nothing listening, no route, no handshake reply, or
+        the SDK's receive thread gone (then no reply could ever arrive)."""
+        cfg = self.config
+        head = f"could not connect to the RealMan controller at {cfg.ip}:{cfg.port}"
+        if sdk.receive_thread_alive() is False:
+            return (f"{head}: the RealMan SDK's TCP receive thread has exited (SDK 1.1.6 defect: a select() error "
+                    f"ends it for good), so no handshake reply can reach this process; the next connect() "
+                    f"restarts the SDK")
+        probe = _tcp_probe(cfg.ip, cfg.port)
+        if probe == "refused":
+            return (f"{head}: nothing listening (connection refused). Check the address and the port; for the "
+                    f"simulator run `kinebridge sim --port {cfg.port}`")
+        if probe == "listening":
+            return (f"{head}: it accepts TCP connections but a reply to the SDK's connect handshake did not arrive "
+                    f"within {cfg.timeout_ms} ms (another program holding the arm, a controller still booting, or "
+                    f"not a RealMan controller)")
+        return (f"{head}: no TCP connection ({probe}); check the cable, the address and that the controller is "
+                f"powered")
 
     def _read_limits(self) -> JointLimits:
         arm = self._arm
@@ -225,35 +348,55 @@ class RealmanArm(ArmDriver):
         return self.model.limits
 
     def close(self, stop: bool = True) -> None:
-        if self._arm is None:
-            return
-        if stop and self.link_alive:
-            with contextlib.suppress(Exception):
-                self._arm.rm_set_arm_slow_stop()
+        if self._arm is not None and stop and self.link_alive:
+            with contextlib.suppress(Exception), self._sdk_lock:
+                if not self._stale:
+                    self._arm.rm_set_arm_slow_stop()
         self._teardown()
 
-    def _teardown(self) -> None:
-        self._stop_watchdog.set()
-        if self._watchdog is not None and self._watchdog is not threading.current_thread():
-            self._watchdog.join(timeout=1.0)
-        self._watchdog = None
+    def _teardown(self, keep_watchdog: bool = False) -> None:
+        if not keep_watchdog:
+            self._stop_watchdog.set()
+            self._wake.set()
+            if self._watchdog is not None and self._watchdog is not threading.current_thread():
+                self._watchdog.join(timeout=1.0)
+            self._watchdog = None
         arms = _BY_IP.get(self.config.ip)
         if arms is not None:
             arms.discard(self)
-        _BY_HANDLE.pop(self._handle_id, None)
-        if self._arm is not None:
-            with contextlib.suppress(Exception):
-                self._arm.rm_delete_robot_arm()
-        self._arm, self._handle_id = None, -1
+        if _BY_HANDLE.get(self._handle_id) is self:
+            _BY_HANDLE.pop(self._handle_id, None)
+        probe, self._tcp = self._tcp, None
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                probe.close()
+        with self._sdk_lock:
+            arm, epoch, stale = self._arm, self._handle_epoch, self._stale
+            self._arm, self._handle_id = None, -1
+            if arm is not None and not stale:
+                sdk.release(arm, epoch)   # never closes a socket the SDK's receive thread still watches
+
+    def _handle_gone(self, reason: str) -> None:
+        """The SDK freed every handle (re-initialised after its receive thread died)."""
+        with self._sdk_lock:
+            if self._arm is None:
+                return
+            self._stale = True
+        self._mark_lost(f"{reason}; the SDK was re-initialised, which ended this connection too: call reconnect()")
 
     def reconnect(self, timeout_s: float = 5.0) -> None:
-        """Drop the old handle and connect again, retrying until ``timeout_s``."""
-        self._teardown()
+        """Drop the old handle and connect again, retrying until ``timeout_s``.
+
+        Works after any number of controller-side closes and resets: the old handle is deleted without
+        closing a socket the SDK's receive thread still watches, and a receive thread found dead is
+        restarted (:mod:`kinebridge.drivers.realman.sdk`). The error says what failed last."""
+        self._teardown(keep_watchdog=True)
         deadline = time.monotonic() + timeout_s
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
                 self.connect()
+                self.reconnects += 1
                 return
             except ArmConnectionError as exc:
                 last = exc
@@ -267,7 +410,8 @@ class RealmanArm(ArmDriver):
 
     @property
     def link_alive(self) -> bool:
-        return self._arm is not None and self._lost_reason is None and self._latest is not None
+        """True while connected, with state, and not lost (a late state still counts as alive)."""
+        return self._status(time.monotonic_ns()) in ("ok", "late")
 
     def on_link_lost(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(reason)`` (on the watchdog thread) when the link is declared lost."""
@@ -276,6 +420,165 @@ class RealmanArm(ArmDriver):
     @property
     def lost_reason(self) -> str | None:
         return self._lost_reason
+
+    # --------------------------------------------------------------------------- late / lost
+    @property
+    def late_after_s(self) -> float:
+        """The late budget: a state older than this is late (``link_timeout_periods`` push periods)."""
+        return self._late_ns * 1e-9
+
+    @property
+    def lost_after_s(self) -> float:
+        """The window: a push silent this long means the link is lost (``link_lost_s``)."""
+        return self._lost_ns * 1e-9
+
+    @property
+    def state_age_s(self) -> float:
+        """Age (s) of the newest state; ``inf`` before the first. No I/O, no lock."""
+        last = self._last_push_ns
+        return (time.monotonic_ns() - last) * 1e-9 if last else math.inf
+
+    @property
+    def state_late(self) -> bool:
+        """True when the newest state is older than the late budget (or there is none, or the link is
+        lost): hold the last safe setpoint instead of planning on it. No I/O, no lock."""
+        last = self._last_push_ns
+        return not last or time.monotonic_ns() - last > self._late_ns or self._lost_reason is not None
+
+    @property
+    def link_state(self) -> str:
+        """``"ok"``, ``"late"``, ``"lost"``, ``"waiting"`` (no state yet) or ``"disconnected"``."""
+        return self._status(time.monotonic_ns())
+
+    @property
+    def last_setpoint(self) -> np.ndarray | None:
+        """The last joint setpoint streamed (rad), or None (none yet since connect, a stop or a planned move)."""
+        return self._prev_q
+
+    def link_health(self) -> LinkHealth:
+        """A snapshot of :class:`LinkHealth` (status, age, budgets, late episodes, longest gap…)."""
+        now = time.monotonic_ns()
+        status = self._status(now)
+        last = self._last_push_ns
+        return LinkHealth(status, (now - last) * 1e-9 if last else math.inf, self.late_after_s,
+                          self.lost_after_s, self._late_episodes, self._longest_gap_ns * 1e-9,
+                          self._max_send_age_ns * 1e-9, self._lost_reason, self.lost_at_ns)
+
+    def _status(self, now: int) -> str:
+        if self._arm is None:
+            return "disconnected"
+        self._check_silence(now)
+        if self._lost_reason is not None:
+            return "lost"
+        last = self._last_push_ns
+        if not last or self._latest is None:
+            return "waiting"
+        return "late" if now - last > self._late_ns else "ok"
+
+    def _check_silence(self, now: int) -> None:
+        """Declare the link lost once the push has been silent for the window (callable from any thread).
+
+        The clock only runs while this process runs: after a stall of the process (GIL held by a JIT
+        compile, swapped out, suspended) noticed by the watchdog, the silence counts from the stall's end."""
+        last = self._last_push_ns
+        if not last or self._lost_reason is not None:
+            return
+        ref = max(last, self._resumed_ns)
+        if now - ref > self._lost_ns:
+            self._mark_lost(f"no state push from {self.config.ip} for {(now - last) / 1e6:.1f} ms (lost after "
+                            f"link_lost_s = {self._lost_ns / 1e6:.0f} ms; late after {self._late_ns / 1e6:.0f} ms); "
+                            f"streaming stopped, call reconnect()", at_ns=ref + self._lost_ns)
+
+    def _mark_lost(self, reason: str, at_ns: int | None = None) -> bool:
+        """Record the loss (first reason wins) and wake the watchdog to stop the arm and tell the callbacks."""
+        with self._lock:
+            if self._lost_reason is not None:
+                return False
+            self._lost_reason = reason
+            self.lost_at_ns = at_ns if at_ns is not None else time.monotonic_ns()
+            self._loss_pending = True
+        self._wake.set()
+        return True
+
+    def _start_watchdog(self) -> None:
+        if self._watchdog is not None and self._watchdog.is_alive():
+            return
+        self._stop_watchdog.clear()
+        self._watchdog = threading.Thread(target=self._watch, name="realman-link-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        """One thread for the driver's life (kept across reconnects, so a priority given to it stays):
+        every push period it checks the silence, every 20 ms the TCP state of the SDK's socket (a FIN or
+        RST from the controller), every 0.2 s that the SDK's receive thread lives; it runs the loss
+        callbacks and sends the stop."""
+        period_s = self.config.push_period_s
+        stall_ns = self._lost_ns // 2
+        tcp_every = max(1, int(round(0.02 / period_s)))
+        thread_every = max(1, int(round(0.2 / period_s)))
+        prev = time.monotonic_ns()
+        k = 0
+        while not self._stop_watchdog.is_set():
+            self._wake.wait(period_s)
+            self._wake.clear()
+            if self._stop_watchdog.is_set():
+                break
+            now = time.monotonic_ns()
+            if now - prev > period_s * 1e9 + stall_ns:
+                self._resumed_ns = now       # this process was stalled: a missing push is no evidence
+            prev = now
+            k += 1
+            if self._arm is not None and self._lost_reason is None:
+                self._check_silence(now)
+                if k % tcp_every == 0:
+                    self._check_tcp()
+                if k % thread_every == 0 and sdk.receive_thread_alive() is False:
+                    self._mark_lost("the RealMan SDK's TCP receive thread has exited (SDK 1.1.6 defect: a select() "
+                                    "error ends it for good): no reply from the controller reaches this process any "
+                                    "more; reconnect() restarts the SDK")
+            if self._loss_pending:
+                self._notify_loss()
+
+    def _tcp_closed(self) -> str | None:
+        """How the controller ended the TCP connection, from the socket's TCP state (None: it did not)."""
+        probe = self._tcp
+        if probe is None:
+            return None
+        try:
+            state = probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+        except OSError:
+            return None
+        if state == _TCP_CLOSE_WAIT:
+            what = "closed the TCP connection (FIN)"
+        elif state == _TCP_CLOSE:
+            what = "reset the TCP connection (RST)"
+        else:
+            return None
+        return (f"the controller at {self.config.ip}:{self.config.port} {what} (a reboot, a restart or another "
+                f"client taking over); streaming stopped, call reconnect()")
+
+    def _check_tcp(self) -> None:
+        reason = self._tcp_closed()
+        if reason is not None:
+            self._mark_lost(reason)
+
+    def _notify_loss(self) -> None:
+        with self._lock:
+            if not self._loss_pending:
+                return
+            self._loss_pending = False
+            reason = self._lost_reason or ""
+        for cb in tuple(self._loss_callbacks):
+            with contextlib.suppress(Exception):
+                cb(reason)
+        if "TCP connection" in reason:
+            return                      # nothing can be sent on a closed connection
+        # the push may be gone while TCP still works (a misrouted push, a dead UDP path): stop anyway
+        with self._sdk_lock:
+            arm = self._arm
+            if arm is not None and not self._stale:
+                with contextlib.suppress(Exception):
+                    arm.rm_set_arm_stop()
 
     # -------------------------------------------------------------------------------- state
     def _on_push(self, d) -> None:
@@ -293,6 +596,13 @@ class RealmanArm(ArmDriver):
         s = int(d.arm_current_status)
         status = ARM_STATUS_NAMES[s] if 0 <= s < len(ARM_STATUS_NAMES) else f"status_{s}"
         with self._lock:
+            prev = self._last_push_ns
+            if prev:
+                gap = now - prev
+                if gap > self._longest_gap_ns:
+                    self._longest_gap_ns = gap
+                if gap > self._late_ns:
+                    self._late_episodes += 1
             self._seq += 1
             st = ArmState(self._seq, now, q, qd, pos, quat, errors, status)
             self._latest = st
@@ -300,53 +610,17 @@ class RealmanArm(ArmDriver):
         self._emit(st)
 
     def read_state(self) -> ArmState:
+        """The newest state, without I/O. A late state is returned (check :attr:`state_late`); raises
+        :class:`LinkLost` once the link is lost."""
         st = self._latest
         if self._arm is None:
             raise ArmError("the arm is not connected; call connect()")
+        self._check_silence(time.monotonic_ns())
         if self._lost_reason is not None:
             raise LinkLost(self._lost_reason)
         if st is None:
             raise LinkLost(f"no state push from {self.config.ip} yet")
         return st
-
-    def _watch(self) -> None:
-        """Declare the link lost after ``link_timeout_periods`` push periods without state.
-
-        The clock only runs while this process runs: when the watchdog itself wakes up late (the
-        process was stalled — GIL held by a JIT compile, swapped out, suspended), a missing push is
-        no evidence against the link, so the silence is measured from the end of the stall."""
-        period = self.config.push_period_s
-        timeout_ns = self.config.link_timeout_periods * period * 1e9
-        check = max(period / 5.0, 0.0005)
-        stall_ns = max(4 * check * 1e9, 0.5 * timeout_ns)
-        prev = time.monotonic_ns()
-        resumed = prev
-        while not self._stop_watchdog.wait(check):
-            now = time.monotonic_ns()
-            if now - prev > check * 1e9 + stall_ns:
-                resumed = now
-            prev = now
-            last = max(self._last_push_ns, resumed)
-            if self._last_push_ns and self._lost_reason is None and now - last > timeout_ns:
-                gap_ms = (now - self._last_push_ns) / 1e6
-                self._declare_lost(f"no state push from {self.config.ip} for {gap_ms:.1f} ms "
-                                   f"({self.config.link_timeout_periods:g} push periods = "
-                                   f"{timeout_ns / 1e6:.1f} ms); streaming stopped, call reconnect()")
-
-    def _declare_lost(self, reason: str) -> None:
-        with self._lock:
-            if self._lost_reason is not None:
-                return
-            self._lost_reason = reason
-            self.lost_at_ns = time.monotonic_ns()
-        for cb in tuple(self._loss_callbacks):
-            with contextlib.suppress(Exception):
-                cb(reason)
-        # the push may be gone while TCP still works (a misrouted push, a dead UDP path): stop anyway
-        arm = self._arm
-        if arm is not None:
-            with contextlib.suppress(Exception):
-                arm.rm_set_arm_stop()
 
     # ------------------------------------------------------------------------------- errors
     def _check(self, call: str, ret: int) -> None:
@@ -355,8 +629,10 @@ class RealmanArm(ArmDriver):
         meaning = SDK_RETURN_CODES.get(ret, "unknown SDK return code")
         where = f"{self.config.ip}:{self.config.port}"
         if ret == -1:
-            self._declare_lost(f"{call}: {meaning} ({where})")
-            raise LinkLost(f"{call}: {meaning} ({where}); call reconnect()")
+            closed = self._tcp_closed()
+            reason = f"{call}: {meaning} ({where}){': ' + closed if closed else '; call reconnect()'}"
+            self._mark_lost(reason)
+            raise LinkLost(reason)
         if ret in (-2, -5):
             raise ControllerTimeout(f"{call}: {meaning} ({where}, timeout {self.config.timeout_ms} ms)")
         if ret in (1, -6):
@@ -365,9 +641,16 @@ class RealmanArm(ArmDriver):
             raise ControllerError(f"{call}: {meaning}{detail}", codes)
         raise SDKError(call, ret, meaning)
 
-    def _ensure_streamable(self) -> None:
+    def _ensure_streamable(self, now: int) -> int:
+        """Raise unless a command may go out now; returns the age (ns) of the newest state, counted from
+        the end of any stall of this process (never above the window: older means lost)."""
         if self._arm is None:
             raise ArmError("the arm is not connected; call connect()")
+        self._check_silence(now)
+        if self._lost_reason is None and self._tcp is not None:
+            closed = self._tcp_closed()      # ~1 µs: nothing is sent into a connection the controller closed
+            if closed is not None:
+                self._mark_lost(closed)
         if self._lost_reason is not None:
             raise LinkLost(self._lost_reason)
         st = self._latest
@@ -375,12 +658,26 @@ class RealmanArm(ArmDriver):
             raise ControllerError(
                 f"the controller reports {error_text(st.errors)}; it ignores pass-through until the cause is "
                 f"fixed and clear_errors() is called", st.errors)
+        last = self._last_push_ns
+        return now - max(last, self._resumed_ns) if last else 0
+
+    def _sent_on(self, age_ns: int) -> None:
+        self.sent += 1
+        if age_ns > self._max_send_age_ns:
+            self._max_send_age_ns = age_ns
+
+    def _ensure_streamable_ignoring_errors(self) -> None:
+        if self._arm is None:
+            raise ArmError("the arm is not connected; call connect()")
+        self._check_silence(time.monotonic_ns())
+        if self._lost_reason is not None:
+            raise LinkLost(self._lost_reason)
 
     def clear_errors(self) -> None:
         """Clear the controller's latched system errors (``rm_clear_system_err``)."""
-        if self._arm is None:
-            raise ArmError("the arm is not connected; call connect()")
-        self._check("rm_clear_system_err", self._arm.rm_clear_system_err())
+        self._ensure_streamable_ignoring_errors()
+        with self._sdk_lock:
+            self._check("rm_clear_system_err", self._arm.rm_clear_system_err())
         self._prev_q, self._period_avg = None, 0.0
         seq = self._seq
         self.wait_for_state(1.0, newer_than_seq=seq)
@@ -393,8 +690,8 @@ class RealmanArm(ArmDriver):
         since the previous setpoint and a running average of that interval: a setpoint that follows
         a late one closely (a sender catching up on its schedule) is judged at the stream's rate,
         not at the short gap, while a sustained too-fast stream is still rejected."""
-        self._ensure_streamable()
         now = time.monotonic_ns()
+        age = self._ensure_streamable(now)
         prev = self._prev_q
         if prev is None:
             prev = self._latest.q if self._latest is not None else None
@@ -407,14 +704,17 @@ class RealmanArm(ArmDriver):
         a = validate_joint_setpoint(q, self.limits, prev, elapsed,
                                     max_step=np.radians(self.config.max_step_deg))
         cfg = self.config
-        ret = self._arm.rm_movej_canfd(np.degrees(a).tolist(), cfg.follow, 0, cfg.trajectory_mode, cfg.radio)
+        with self._sdk_lock:
+            if self._arm is None:
+                raise ArmError("the arm is not connected; call connect()")
+            ret = self._arm.rm_movej_canfd(np.degrees(a).tolist(), cfg.follow, 0, cfg.trajectory_mode, cfg.radio)
         if ret != 0:
             self._check("rm_movej_canfd", ret)
         self._prev_q, self._prev_ns = a, now
-        self.sent += 1
+        self._sent_on(age)
 
     def send_cartesian_setpoint(self, position, quaternion) -> None:
-        self._ensure_streamable()
+        age = self._ensure_streamable(time.monotonic_ns())
         p = np.asarray(position, dtype=np.float64)
         qt = np.asarray(quaternion, dtype=np.float64)
         if p.shape != (3,) or not np.all(np.isfinite(p)):
@@ -428,24 +728,29 @@ class RealmanArm(ArmDriver):
                                    f"reach")
         cfg = self.config
         pose = p.tolist() + (qt / np.linalg.norm(qt)).tolist()
-        ret = self._arm.rm_movep_canfd(pose, cfg.follow, cfg.trajectory_mode, cfg.radio)
+        with self._sdk_lock:
+            if self._arm is None:
+                raise ArmError("the arm is not connected; call connect()")
+            ret = self._arm.rm_movep_canfd(pose, cfg.follow, cfg.trajectory_mode, cfg.radio)
         if ret != 0:
             self._check("rm_movep_canfd", ret)
         self._prev_q, self._period_avg = None, 0.0  # the controller's IK picks the joints; re-anchor the step check on state
-        self.sent += 1
+        self._sent_on(age)
 
     def move_joints(self, q, speed_percent: int = 20, timeout_s: float = 30.0) -> None:
         """Planned joint move (``rm_movej``), waiting for the controller's arrival event.
 
         Unlike the SDK's own blocking call this has a timeout: the arm is stopped and
         :class:`ControllerTimeout` raised if it has not arrived after ``timeout_s``."""
-        self._ensure_streamable()
+        self._ensure_streamable(time.monotonic_ns())
         if not 1 <= int(speed_percent) <= 100:
             raise ValueError(f"speed_percent must be 1..100, got {speed_percent}")
         a = validate_joint_setpoint(q, self.limits)
         self._event.clear()
         self._event_result = None
-        self._check("rm_movej", self._arm.rm_movej(np.degrees(a).tolist(), int(speed_percent), 0, 0, 0))
+        with self._sdk_lock:
+            ret = self._arm.rm_movej(np.degrees(a).tolist(), int(speed_percent), 0, 0, 0)
+        self._check("rm_movej", ret)
         if not self._event.wait(timeout_s):
             self.stop()
             raise ControllerTimeout(f"rm_movej: the arm did not report arrival within {timeout_s:.1f} s; stopped")
@@ -464,10 +769,11 @@ class RealmanArm(ArmDriver):
     def stop(self) -> bool:
         """Quick stop (``rm_set_arm_stop``) from any state; never raises."""
         self._prev_q, self._period_avg = None, 0.0
-        arm = self._arm
-        if arm is None:
-            return False
         try:
-            return arm.rm_set_arm_stop() == 0
+            with self._sdk_lock:
+                arm = self._arm
+                if arm is None or self._stale:
+                    return False
+                return arm.rm_set_arm_stop() == 0
         except Exception:
             return False
