@@ -8,4 +8,7 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[eval]"
+# compile the Numba kernels into their cache before the runtime starts (≈1 min the first time on a
+# loaded 2-core box, each step printed; seconds afterwards)
+.venv/bin/kinebridge warmup
 exec .venv/bin/kinebridge run "$@"

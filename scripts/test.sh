@@ -24,4 +24,7 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
+# compile the Numba kernels once into their cache (≈1 min on a fresh 2-core box; seconds when warm), so
+# no test's node spends its start-up compiling
+.venv/bin/kinebridge warmup --quiet
 exec .venv/bin/python -m pytest "$@"

@@ -39,7 +39,7 @@ def add_eval(sub):
 
 def add_bench(sub):
     be = sub.add_parser("bench", help="latency benchmarks", description="Latency benchmarks.")
-    be_sub = be.add_subparsers(dest="what", required=True, metavar="{kernels,golden,arm,runtime}")
+    be_sub = be.add_subparsers(dest="what", required=True, metavar="{kernels,golden,arm,runtime,faults,...}")
     ke = be_sub.add_parser(
         "kernels", help="Numba kernels vs their NumPy references",
         description=("Time every trajectory kernel (GMR, EM, TP-GMM, KMP fit / via-point update / prediction, "
@@ -92,6 +92,19 @@ def add_bench(sub):
     rt.add_argument("--no-plot", action="store_true", help="skip the histogram")
     rt.add_argument("--out", type=Path, default=Path("out/bench/runtime.json"), help="JSON output path")
     rt.set_defaults(func=_run_bench_runtime)
+    fa = be_sub.add_parser(
+        "faults", help="the daemon against bad input and faults: fuzzing, kill -9 of the supervisor, a second "
+                       "instance, task latency through the ingress",
+        description=("Drive generated messages (random frames and msgpack, plausible-but-wrong chunks, tasks, heartbeats, "
+                     "commands) into a live control node and supervisor, count crashes (0), setpoints outside the limits "
+                     "(0) and drops by reason; SIGKILL a serving daemon mid-motion (arm at rest, no orphans); start a "
+                     "second instance (refused); time tasks through the ingress to their first setpoint. Writes JSON."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fa.add_argument("--fuzz", type=int, default=100_000, help="fuzz messages")
+    fa.add_argument("--tasks", type=int, default=20, help="tasks timed through the ingress")
+    fa.add_argument("--quick", action="store_true", help="small run (for tests)")
+    fa.add_argument("--out", type=Path, default=Path("out/bench/faults.json"), help="JSON output path")
+    fa.set_defaults(func=_run_bench_faults)
 
 
 def _run_eval_lasa(args) -> int:
@@ -146,6 +159,15 @@ def _run_bench_arm(args) -> int:
         raise ValueError(f"--seconds must be positive, got {args.seconds}")
     result = arm_bench.run(rates, args.seconds, ik_n=args.ik_n, quick=args.quick, out=args.out)
     arm_bench.print_report(result)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _run_bench_faults(args) -> int:
+    from kinebridge.bench import faults
+
+    r = faults.run(args.fuzz, args.tasks, args.out, args.quick)
+    faults.print_report(r)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -122,15 +122,25 @@ def run(opts: RunOptions, log=print) -> dict:
     from kinebridge.runtime.supervisor.supervisor import Interrupted
 
     t_cmd = time.monotonic()
-    cfg, run_dir = _prepare(opts)
-    summary: dict = {"run_dir": str(run_dir)}
     stop = {"flag": False}
-    notify = Notifier()
 
     def on_signal(signum, frame):
         stop["flag"] = True
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}   # before anything starts
+    try:
+        cfg, run_dir = _prepare(opts)
+    except BaseException:
+        for s, h in old.items():
+            signal.signal(s, h)
+        raise
+    summary: dict = {"run_dir": str(run_dir)}
+    notify = Notifier()
+    if stop["flag"]:
+        summary["interrupted"] = "stopped before the runtime started"
+        for s, h in old.items():
+            signal.signal(s, h)
+        return summary
     rt = None
     real_arm = None if cfg.arm.simulate else f"{cfg.arm.realman.ip}:{cfg.arm.realman.port}"
     lock = RuntimeLock(cfg.bus.ipc_dir, real_arm)

@@ -63,6 +63,12 @@ class IngressProducer(Publisher):
             self.sock.curve_serverkey = curve.public(self._server)
         self.sock.connect(endpoint)
 
+    def __enter__(self) -> "IngressProducer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def wait_connected(self, timeout_s: float = 2.0) -> bool:
         """True once the connection to the ingress is up (a send would not be dropped)."""
         return bool(self.sock.poll(int(timeout_s * 1e3), zmq.POLLOUT))

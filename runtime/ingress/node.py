@@ -64,8 +64,8 @@ class IngressNode(Node):
         self.endpoint = ep
         self.detail["endpoint"] = ep
         self.forwarded = 0
-        self._tokens = 0.0
         self._rate = cfg.ingress.max_rate_hz
+        self._tokens = self._rate              # a token bucket: a second's worth of burst, then the rate
         self._last_refill = time.monotonic()
 
     def _curve_server(self, cfg) -> None:

@@ -76,6 +76,7 @@ class TrajectoryNode(Node):
         self.task_stamp = None
         self.task_id = None
         self.plan_skill = None
+        self.latched = None               # the control loop's latch, from control/state
         self.plans = 0
         # the task in progress survives a restart of this node: kept in the run directory until it ends
         self.task_file = (self.run_dir / "state" / f"{self.name}.task.json") if self.run_dir else None
@@ -96,8 +97,9 @@ class TrajectoryNode(Node):
         if msg.topic == M.ControlState.TOPIC:
             self.clock.observe(msg.stamp.stamp_ns)
             self.q_now = np.array(msg.arrays["q_cmd"], dtype=np.float64)
-            if msg.body.latched and self.plan is not None:   # e-stopped or held: this plan will not run
-                self._abandon(f"the arm is held ({msg.body.latched})")
+            self.latched = msg.body.latched
+            if self.latched and self.plan is not None:   # e-stopped or held: this plan will not run
+                self._abandon(f"the arm is held ({self.latched})")
             if self.pending_task is not None and self.clock.synced:
                 self._task(self.pending_task[0])
                 self.pending_task = None
@@ -161,6 +163,8 @@ class TrajectoryNode(Node):
 
     def _plan(self, msg) -> None:
         task: M.Task = msg.body
+        if self.latched:
+            raise ValueError(f"the arm is held ({self.latched}); `kinebridge clear` resumes")
         spec = task.skill or self.cfg.trajectory.skill
         skills.check_skill_spec(spec, "task.skill")
         planner = self._planner(spec)
