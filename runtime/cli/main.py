@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinebridge.runtime.cli import daemon, evaluate, operate, recording, sim
+from kinebridge.runtime.cli import daemon, evaluate, operate, recording, setup, sim
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     recording.add_plot(sub)
     daemon.add_keys(sub)
     operate.add(sub)
+    setup.add(sub)
     return p
 
 
