@@ -18,6 +18,7 @@ from kinebridge.drivers.arm.config import ArmConfig
 from kinebridge.runtime.bus.sockets import BusError, check_endpoint, default_ipc_dir, endpoint_is_remote
 from kinebridge.runtime.control.config import ControlConfig
 from kinebridge.runtime.ingress.config import IngressConfig
+from kinebridge.runtime.planner.config import PlannerConfig
 from kinebridge.runtime.supervisor.kinds import NODE_KINDS
 from kinebridge.runtime.trajectory.config import TrajectorySection
 
@@ -126,6 +127,7 @@ class RuntimeConfig(_Strict):
     recorder: RecorderSection = Field(default_factory=RecorderSection)
     supervisor: SupervisorSection = Field(default_factory=SupervisorSection)
     ingress: IngressConfig = Field(default_factory=IngressConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
     nodes: dict[str, NodeSpec] = Field(default_factory=dict)
 
     @field_validator("nodes")

@@ -34,7 +34,7 @@ from kinebridge.runtime.bus.codec import Message, MessageError
 __all__ = ["SCHEMA_VERSION", "RESERVED", "Stamp", "ArraySpec", "Body", "TopicSpec", "TOPICS", "TopicNames",
            "spec_of", "body_of", "validate", "json_schema", "Task", "Chunk", "ControlState", "ControlTiming",
            "ChunkLatency", "ChunkReject", "ArmLimitsMsg", "ControlCommand", "PlanMsg", "TaskDone", "TaskError", "Heartbeat", "EStop",
-           "FrameRef", "Keypoints", "Decision", "Tokens", "MAX_CHUNK_ROWS", "ANY"]
+           "FrameRef", "Keypoints", "Instruction", "Decision", "Tokens", "MAX_CHUNK_ROWS", "ANY"]
 
 SCHEMA_VERSION = 1
 RESERVED = ("v", "seq", "stamp_ns", "src", "derived", "replayed")   # stamped by the bus, never part of a body
@@ -402,16 +402,33 @@ class Keypoints(Body):
     reason: str | None = Field(None, description="why nothing was detected, when nothing was")
 
 
+@topic("planner/instruction", publishers=("supervisor", "ingress"),
+       description="what a user asked for, in words, for the decision layer (a reply to its question "
+                   "carries the same dialogue_id)")
+class Instruction(Body):
+    text: str = Field(min_length=1, max_length=4000)
+    dialogue_id: str | None = Field(None, min_length=1, max_length=100,
+                                    description="groups an instruction with the answers to the planner's questions")
+
+
 @topic("planner/decision", publishers=("planner", "replay"),
-       description="what the decision layer chose: the skill, the target, or a question for the user")
+       description="what the decision layer chose: the skill and the target, a question for the user, or why it "
+                   "failed (derived: the instruction and the keypoints/frame it was made on)")
 class Decision(Body):
     instruction: str = Field(max_length=4000)
-    status: str = Field(description="'decided', 'ask' or 'failed'")
-    skill: str | None = None
-    target: str | None = None
-    question: str | None = None
-    subtasks: list[dict[str, Any]] = Field(default_factory=list, max_length=32)
-    planner: str = ""
+    status: Literal["decided", "ask", "failed"]
+    skill: str | None = Field(None, max_length=100, description="a skill of the skill library (decided)")
+    target: str | None = Field(None, max_length=100, description="the candidate id the skill acts on (decided)")
+    question: str | None = Field(None, max_length=4000, description="what to ask the user (ask)")
+    reason: str | None = Field(None, max_length=4000, description="why (failed: the error; else the rationale)")
+    subtasks: list[dict[str, Any]] = Field(default_factory=list, max_length=32,
+                                           description="ordered sub-tasks: skill, target, keypoints named in language")
+    planner: str = Field("", max_length=200, description="which planner decided (local, openai:<model>)")
+    dialogue_id: str | None = Field(None, max_length=100)
+    standard_instruction: str | None = Field(None, max_length=4000,
+                                             description="the instruction in standard form (GI)")
+    candidates: list[str] = Field(default_factory=list, max_length=64, description="the candidate ids it chose among")
+    latency_ms: float | None = Field(None, ge=0.0, description="instruction received → decision (ms)")
 
 
 @topic("policy/tokens", publishers=("policy", "ingress", "replay"),

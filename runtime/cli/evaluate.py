@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from kinebridge.runtime.cli.args import rates_hz
+from kinebridge.runtime.cli.groups import group
 
 
 def add_eval(sub):
-    ev = sub.add_parser("eval", help="accuracy evaluations", description="Accuracy evaluations.")
-    ev_sub = ev.add_subparsers(dest="what", required=True, metavar="{lasa}")
+    ev_sub = group(sub, "eval", "accuracy evaluations")
     la = ev_sub.add_parser(
         "lasa", help="shape preservation on the LASA handwriting dataset (VL-MP Table II)",
         description=(
@@ -92,6 +92,7 @@ def add_bench(sub):
     rt.add_argument("--no-plot", action="store_true", help="skip the histogram")
     rt.add_argument("--out", type=Path, default=Path("out/bench/runtime.json"), help="JSON output path")
     rt.set_defaults(func=_run_bench_runtime)
+    __import__("kinebridge.runtime.cli.world", fromlist=["add_bench_camera"]).add_bench_camera(be_sub)
     fa = be_sub.add_parser(
         "faults", help="the daemon against bad input and faults: fuzzing, kill -9 of the supervisor, a second "
                        "instance, task latency through the ingress",

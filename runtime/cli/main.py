@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_keys(sub)
     operate.add(sub)
     setup.add(sub)
+    __import__("kinebridge.runtime.cli.planner", fromlist=["add"]).add(sub)
     return p
 
 

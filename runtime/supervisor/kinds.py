@@ -42,6 +42,8 @@ NODE_KINDS: dict[str, NodeKind] = {k.name: k for k in (
              "every topic to MCAP"),
     NodeKind("ingress", "kinebridge.runtime.ingress.node:IngressNode", False, START_WITH_ARM, 1,
              "outside producers in: validated, authorised, rate-limited, re-published"),
+    NodeKind("planner", "kinebridge.runtime.planner.node:PlannerNode", False, START_ONCE_STREAMING, 1,
+             "the decision layer: instruction + candidates → skill and target, or a question (async, [planner])"),
 )}
 
 
