@@ -373,7 +373,7 @@ def control_while_planning(seconds: float = 20.0, delay_s: float = 3.0, rate: fl
                     if cond == "planner" and time.monotonic() >= next_ins:
                         sup.pub.publish(M.Keypoints.TOPIC, M.Keypoints(objects=objects).header())
                         sup.send(M.Instruction(text="pour into the left mug"))
-                        next_ins = time.monotonic() + 1.0
+                        next_ins = time.monotonic() + 2.0
                     sup.poll(20)
                     for m in sup.messages:
                         if m.topic == M.ControlTiming.TOPIC:
