@@ -212,6 +212,9 @@ class RealmanArm(ArmDriver):
         self._sdk_lock = threading.RLock()  # the SDK handle's lifetime against calls on it
         self._late_ns = int(round(self.config.late_after_s * 1e9))
         self._lost_ns = int(round(self.config.link_lost_s * 1e9))
+        self._period_ns = int(round(self.config.push_period_s * 1e9))
+        self._stall_ns = max(4 * self._period_ns, 20_000_000)   # the watchdog silent this long: a stall
+        self._watch_ns = 0                  # the watchdog's last wake-up
         self._latest: ArmState | None = None
         self._seq = 0
         self._last_push_ns = 0
@@ -282,6 +285,10 @@ class RealmanArm(ArmDriver):
             fd = sdk.socket_fd(arm)
             self._tcp = socket.socket(fileno=os.dup(fd)) if fd is not None else None
             self.limits = self._read_limits()
+            # compile / load the setpoint check now, before the push is watched: a cold load holds the GIL
+            # for ~0.3 s, which would starve the state callback (here or on the first streamed setpoint)
+            mid = 0.5 * (self.limits.q_min + self.limits.q_max)
+            validate_joint_setpoint(mid, self.limits, mid, 0.01, max_step=0.1)
             host_ip = cfg.host_ip or _route_ip(cfg.ip, cfg.port)
             push = rm.rm_realtime_push_config_t(
                 cfg.push_cycle, True, cfg.udp_port, -1, host_ip,
@@ -311,9 +318,6 @@ class RealmanArm(ArmDriver):
             self._teardown(keep_watchdog=True)
             raise
         self._prev_q, self._period_avg = None, 0.0
-        # compile / load the setpoint check now, not on the first streamed setpoint (a cold load
-        # holds the GIL long enough to starve the state callback)
-        validate_joint_setpoint(self._latest.q, self.limits, self._latest.q, 0.01, max_step=0.1)
 
     def _connect_failure(self) -> str:
         """What a failed handshake means, in words: nothing listening, no route, no handshake reply, or
@@ -479,15 +483,31 @@ class RealmanArm(ArmDriver):
         """Declare the link lost once the push has been silent for the window (callable from any thread).
 
         The clock only runs while this process runs: after a stall of the process (GIL held by a JIT
-        compile, swapped out, suspended) noticed by the watchdog, the silence counts from the stall's end."""
+        compile, swapped out, suspended) noticed by the watchdog, the silence counts from the stall's end.
+        A caller that finds the window passed while the watchdog has not run for a while either (so this
+        process, or its GIL, was stalled: the pushes may be queued behind the GIL) first gives the push
+        two periods to arrive; only a link still silent then is lost."""
         last = self._last_push_ns
         if not last or self._lost_reason is not None:
             return
         ref = max(last, self._resumed_ns)
-        if now - ref > self._lost_ns:
-            self._mark_lost(f"no state push from {self.config.ip} for {(now - last) / 1e6:.1f} ms (lost after "
-                            f"link_lost_s = {self._lost_ns / 1e6:.0f} ms; late after {self._late_ns / 1e6:.0f} ms); "
-                            f"streaming stopped, call reconnect()", at_ns=ref + self._lost_ns)
+        if now - ref <= self._lost_ns:
+            return
+        if now - self._watch_ns > self._stall_ns and threading.current_thread() is not self._watchdog:
+            seq = self._seq
+            wait_until = time.monotonic_ns() + 2 * self._period_ns
+            while self._seq == seq and time.monotonic_ns() < wait_until:
+                time.sleep(0.0005)            # lets the SDK's UDP thread take the GIL and deliver
+            if self._seq != seq:
+                return
+            last = self._last_push_ns
+            ref = max(last, self._resumed_ns)
+            now = time.monotonic_ns()
+            if now - ref <= self._lost_ns:
+                return
+        self._mark_lost(f"no state push from {self.config.ip} for {(now - last) / 1e6:.1f} ms (lost after "
+                        f"link_lost_s = {self._lost_ns / 1e6:.0f} ms; late after {self._late_ns / 1e6:.0f} ms); "
+                        f"streaming stopped, call reconnect()", at_ns=ref + self._lost_ns)
 
     def _mark_lost(self, reason: str, at_ns: int | None = None) -> bool:
         """Record the loss (first reason wins) and wake the watchdog to stop the arm and tell the callbacks."""
@@ -526,7 +546,7 @@ class RealmanArm(ArmDriver):
             now = time.monotonic_ns()
             if now - prev > period_s * 1e9 + stall_ns:
                 self._resumed_ns = now       # this process was stalled: a missing push is no evidence
-            prev = now
+            prev = self._watch_ns = now
             k += 1
             if self._arm is not None and self._lost_reason is None:
                 self._check_silence(now)
