@@ -356,6 +356,72 @@ def _ready(info) -> bool:
         return False
 
 
+# ----------------------------------------------------------------------- link faults, at runtime level
+def link_faults(reconnects: int = 100, late: int = 50, workdir: Path | None = None, progress=None) -> dict:
+    """A control node under its supervisor while the simulated controller (1) delays its state push within
+    the late window (20–80 ms, ``late`` times: the runtime must not stop, the arm decelerates and resumes)
+    and (2) ends the connection from its side, FIN and RST alternately, ``reconnects`` times: each time the
+    control node must notice, hold, reconnect by itself and stream again."""
+    from kinebridge.drivers.host.net import free_udp_port
+    from kinebridge.drivers.realman.sim.controller import spawn_sim
+    from kinebridge.runtime.supervisor.supervisor import Supervisor
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="kb-link-"))
+    udp = free_udp_port()
+    out: dict = {}
+    with spawn_sim(host="127.0.0.1", port=0, push_port=udp) as sim:
+        cfg = _config(workdir, sim.port, udp, {"control": {"critical": True}})
+        sup = Supervisor(cfg, workdir / "run", listen=(M.Heartbeat.TOPIC, M.ControlState.TOPIC), log=lambda s: None)
+        try:
+            sup.start(["control"])
+            sup.wait_ready(["control"], statuses=("streaming",))
+
+            def pump(seconds):
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    sup.poll(10)
+                sup.messages.clear()
+
+            def detail():
+                return sup.nodes["control"].detail
+
+            pump(0.5)
+            rng = np.random.default_rng(0)
+            for i in range(late):
+                sim.request({"command": "kinebridge_sim_pause_push", "pause_s": float(rng.uniform(0.02, 0.08))})
+                pump(0.25)
+            d = detail()
+            out["late_pushes"] = {"injected": late, "runtime_stopped": bool(sup.failed), "links_lost": d.get("links_lost"),
+                                  "late_ticks": d.get("late_ticks"), "control_restarts": sup.nodes["control"].restarts}
+            before = d.get("reconnects", 0) or 0
+            times, failures = [], 0
+            for i in range(reconnects):
+                t0 = time.monotonic()
+                sim.request({"command": "kinebridge_sim_drop_clients", "how": "fin" if i % 2 == 0 else "rst"})
+                end = t0 + 10.0
+                resumed = False
+                while time.monotonic() < end:
+                    sup.poll(10)
+                    d = detail()
+                    if (d.get("reconnects", 0) or 0) > before + i - failures and d.get("link") == "streaming":
+                        resumed = True
+                        break
+                if resumed:
+                    times.append(time.monotonic() - t0)
+                else:
+                    failures += 1
+                sup.messages.clear()
+                if progress:
+                    progress((i + 1) / reconnects)
+            pump(0.3)
+            out["reconnects"] = {"cycles": reconnects, "resumed": len(times), "failures": failures,
+                                 "runtime_stopped": bool(sup.failed), "detect_and_resume_s": summary(times),
+                                 "control_restarts": sup.nodes["control"].restarts}
+        finally:
+            sup.shutdown()
+    return out
+
+
 # ------------------------------------------------------------------------------ task latency
 def task_latency(n: int = 20, workdir: Path | None = None) -> dict:
     """Tasks through the ingress (as ``kinebridge task`` sends them) → the first setpoint of their plan."""
@@ -418,6 +484,7 @@ def run(fuzz_n: int = 100_000, tasks: int = 20, out: Path = Path("out/bench/faul
         res["fuzz"] = fuzz(2000 if quick else fuzz_n, progress=prog)
         bar.n = 100
         bar.refresh()
+    res["link"] = link_faults(5 if quick else 100, 5 if quick else 50)
     res["kill_supervisor"] = kill_supervisor()
     res["task_latency"] = task_latency(3 if quick else tasks)
     out.write_text(json.dumps(res, indent=2, default=str))
@@ -432,6 +499,14 @@ def print_report(r: dict) -> None:
               f"{f.get('control_alive')} (restarts {f.get('control_restarts')}), supervisor failed {f.get('supervisor_failed')}, "
               f"setpoints outside limits {f.get('setpoints_outside_limits')}; dropped by reason {f.get('dropped_by_reason')}; "
               f"kinds {f.get('kinds')}")
+    lk = r.get("link", {})
+    lp, rc = lk.get("late_pushes", {}), lk.get("reconnects", {})
+    con.print(f"[bold]late pushes[/bold] (20–80 ms, within the window): {lp.get('injected')} injected — runtime stopped "
+              f"{lp.get('runtime_stopped')}, links lost {lp.get('links_lost')}, late ticks {lp.get('late_ticks')}")
+    dr = rc.get("detect_and_resume_s", {})
+    con.print(f"[bold]controller-side close/reset[/bold]: {rc.get('resumed')}/{rc.get('cycles')} reconnected and "
+              f"streaming again (failures {rc.get('failures')}), close → streaming p50 {dr.get('p50')} s, max "
+              f"{dr.get('max')} s; runtime stopped {rc.get('runtime_stopped')}")
     k = r["kill_supervisor"]
     con.print(f"[bold]kill -9 supervisor[/bold]: moving {k.get('speed_at_kill_rad_s')} rad/s, at rest after "
               f"{k.get('at_rest_after_s')} s, orphans after 2 s {k.get('orphans_after_2s')} (of {k.get('nodes_before')}); "

@@ -48,6 +48,7 @@ class LoopStats:
     estopped: bool = False
     stopped_reason: str | None = None
     latched_reason: str | None = None    # why the loop holds and refuses chunks (e-stop, operator hold, a fault)
+    late_ticks: int = 0                  # ticks with a late state (no push for a few periods): decelerating
     faults: int = 0                      # link losses and controller faults the loop latched on
     links_lost: int = 0
     reconnects: int = 0
@@ -299,8 +300,12 @@ class ControlLoop:
         st = self.stats
         self._take_pending(t)
         starved_before = self.follower.starved_ticks
-        if (t - self._last_chunk_s > self.cfg.watchdog_s and not self.follower.at_rest) or self._latch is not None:
-            q = self.follower.hold(t)       # watchdog (input went stale while moving) or an operator hold
+        late = self._state_late()
+        if late:
+            st.late_ticks += 1              # the arm's state is late (not yet lost): decelerate, resume when it is back
+        if (late or (t - self._last_chunk_s > self.cfg.watchdog_s and not self.follower.at_rest)
+                or self._latch is not None):
+            q = self.follower.hold(t)       # a late state, the watchdog (input went stale) or an operator hold
             st.held_ticks += 1
         else:
             q = self.follower.step(t)
@@ -319,6 +324,12 @@ class ControlLoop:
         st.sent += 1
         self.q_cmd[:] = q
         return True
+
+    def _state_late(self) -> bool:
+        """Is the arm's newest state late (a driver that tells: ``state_late``)? The command then decelerates
+        along the current motion instead of running on blind; a driver declares the link lost only after
+        its window (``[arm.realman] link_lost_s``)."""
+        return bool(getattr(self.driver, "state_late", False))
 
     def _outside_box(self, q) -> bool:
         """Is the flange of ``q`` outside the workspace box? (FK into a preallocated matrix.)"""

@@ -199,14 +199,15 @@ class ControlNode(Node):
         self.pub.send(M.ControlTiming(
             final=final, ticks=st.ticks, sent=st.sent, starved_ticks=st.starved_ticks, held_ticks=st.held_ticks,
             chunks_accepted=st.chunks_accepted, chunks_rejected=st.chunks_rejected + self.rejected_chunks,
-            chunks_superseded=self.superseded_chunks, workspace_violations=st.workspace_violations,
+            chunks_superseded=self.superseded_chunks, late_ticks=st.late_ticks, links_lost=st.links_lost,
+            reconnects=st.reconnects, workspace_violations=st.workspace_violations,
             setpoints_rejected=st.setpoints_rejected, overruns=self.loop_.timer.overruns,
             rate_hz=self.cfg.control.rate_hz, chunk_latency_ns=self._lat_ns[-64:]),
             {"lateness_ns": self._late, "tick_ns": self._dur})
         self._lat_ns.clear()
         self.detail.update(ticks=st.ticks, starved=st.starved_ticks, chunks=st.chunks_accepted,
                            latched=self.loop_.latched, link="lost" if (self.loop_.latched or "").startswith("link lost")
-                           else "streaming", links_lost=st.links_lost, reconnects=st.reconnects)
+                           else "streaming", links_lost=st.links_lost, reconnects=st.reconnects, late_ticks=st.late_ticks)
 
 
 def _write_latch(path, reason: str) -> None:

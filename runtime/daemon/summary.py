@@ -47,6 +47,7 @@ def summarize_run(messages, task_stamps, d7: float) -> dict:
                        "tick_work_us": _pct(tick), "overruns": last.overruns, "starved_ticks": last.starved_ticks,
                        "held_ticks": last.held_ticks, "chunks_accepted": last.chunks_accepted,
                        "chunks_rejected": last.chunks_rejected, "chunks_superseded": last.chunks_superseded,
+                       "late_ticks": last.late_ticks, "links_lost": last.links_lost, "reconnects": last.reconnects,
                        "workspace_violations": last.workspace_violations,
                        "setpoints_rejected": last.setpoints_rejected}
     lat = by.get(M.ChunkLatency.TOPIC, [])

@@ -44,8 +44,8 @@ def test_connect_and_read_state(arm, target):
     d7 = rm75.D7_6F if "6F" in str(arm.info.get("force_type")) else rm75.D7_B
     T = rm75.fk(st.q, d7)
     assert np.allclose(T[:3, 3], st.position, atol=2e-4), (T[:3, 3], st.position)
-    # states keep coming at the push period
-    s2 = arm.wait_for_state(0.5, newer_than_seq=st.seq + 5)
+    # states keep coming at the push period (averaged over 40 pushes: on a loaded box a few arrive in a burst)
+    s2 = arm.wait_for_state(2.0, newer_than_seq=st.seq + 40)
     period = (s2.stamp_ns - st.stamp_ns) / 1e9 / (s2.seq - st.seq)
     assert 0.5 * arm.config.push_period_s < period < 2.0 * arm.config.push_period_s
 
