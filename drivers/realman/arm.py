@@ -227,6 +227,7 @@ class RealmanArm(ArmDriver):
         self._stop_watchdog = threading.Event()
         self._wake = threading.Event()
         self._tcp: socket.socket | None = None   # a dup of the SDK's socket: its TCP state tells a close
+        self._udp: list[socket.socket] = []      # dups of the SDK's push socket: unread pushes are peeked at
         self._late_episodes = 0
         self._longest_gap_ns = 0
         self._max_send_age_ns = 0
@@ -294,6 +295,9 @@ class RealmanArm(ArmDriver):
                 cfg.push_cycle, True, cfg.udp_port, -1, host_ip,
                 rm.rm_udp_custom_config_t(joint_speed=1, arm_current_status=1))
             self._check("rm_set_realtime_push", arm.rm_set_realtime_push(push))
+            for old in self._udp:
+                old.close()
+            self._udp = sdk.push_sockets(cfg.udp_port)
             with self._lock:
                 self._lost_reason, self.lost_at_ns, self._loss_pending = None, 0, False
                 self._last_push_ns = self._resumed_ns = 0
@@ -371,9 +375,11 @@ class RealmanArm(ArmDriver):
         if _BY_HANDLE.get(self._handle_id) is self:
             _BY_HANDLE.pop(self._handle_id, None)
         probe, self._tcp = self._tcp, None
-        if probe is not None:
-            with contextlib.suppress(OSError):
-                probe.close()
+        for p in [probe, *self._udp]:
+            if p is not None:
+                with contextlib.suppress(OSError):
+                    p.close()
+        self._udp = []
         with self._sdk_lock:
             arm, epoch, stale = self._arm, self._handle_epoch, self._stale
             self._arm, self._handle_id = None, -1
@@ -484,6 +490,8 @@ class RealmanArm(ArmDriver):
 
         The clock only runs while this process runs: after a stall of the process (GIL held by a JIT
         compile, swapped out, suspended) noticed by the watchdog, the silence counts from the stall's end.
+        A push the controller sent within the window that still waits unread in the SDK's UDP socket (its
+        kernel receive stamp, peeked) means this process is behind, not that the controller is silent.
         A caller that finds the window passed while the watchdog has not run for a while either (so this
         process, or its GIL, was stalled: the pushes may be queued behind the GIL) first gives the push
         two periods to arrive; only a link still silent then is lost."""
@@ -492,6 +500,13 @@ class RealmanArm(ArmDriver):
             return
         ref = max(last, self._resumed_ns)
         if now - ref <= self._lost_ns:
+            return
+        queued = sdk.queued_push(self._udp, self.config.ip) if self._udp else None
+        if queued is not None and now - queued <= self._lost_ns:
+            # the controller pushed within the window and the datagram waits unread in the SDK's socket:
+            # this process is behind, the controller is not silent; the silence counts from that push
+            if queued > self._resumed_ns:
+                self._resumed_ns = queued
             return
         if now - self._watch_ns > self._stall_ns and threading.current_thread() is not self._watchdog:
             seq = self._seq

@@ -54,7 +54,8 @@ import time
 from typing import Callable
 
 __all__ = ["SETTINGS", "sdk", "epoch", "receive_thread_alive", "release", "reinitialise", "can_reinitialise",
-           "on_reinitialise", "register_callback", "socket_fd", "status", "SdkUnavailable"]
+           "on_reinitialise", "register_callback", "socket_fd", "push_sockets", "queued_push", "status",
+           "SdkUnavailable"]
 
 #: the build whose internals were read (linux x86-64 ``libapi_c.so`` of robotic-arm 1.1.6)
 VERIFIED_BUILDS = {
@@ -267,6 +268,55 @@ def socket_fd(arm) -> int | None:
         return None
     fd = ctypes.c_int.from_address(sock).value
     return fd if fd > 0 and _is_stream_socket(fd) else None
+
+
+_SO_TIMESTAMPNS = 35      # linux/asm-generic/socket.h (also SCM_TIMESTAMPNS)
+
+
+def push_sockets(port: int) -> list[socket.socket]:
+    """Duplicates of the SDK's UDP socket(s) bound to ``port``, with kernel receive stamps switched on
+    (``SO_TIMESTAMPNS``; the SDK's own ``recvfrom`` ignores them). :func:`queued_push` peeks at them."""
+    out = []
+    try:
+        fds = [int(f) for f in os.listdir("/proc/self/fd")]
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            if s.type == socket.SOCK_DGRAM and s.family == socket.AF_INET and s.getsockname()[1] == port:
+                s.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                out.append(s)
+                continue
+        except OSError:
+            pass
+        s.close()
+    return out
+
+
+def queued_push(sockets, ip: str) -> int | None:
+    """CLOCK_MONOTONIC ns at which the kernel received the first datagram still waiting in one of
+    ``sockets`` if it came from ``ip`` (the controller pushed then; this process has not read it yet),
+    else None. A peek: nothing is taken from the SDK."""
+    best = None
+    for s in sockets:
+        try:
+            _, anc, _, addr = s.recvmsg(1, socket.CMSG_SPACE(16), socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, OSError):
+            continue
+        if not addr or addr[0] != ip:
+            continue
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+                sec, nsec = int.from_bytes(data[:8], "little", signed=True), int.from_bytes(data[8:16], "little")
+                mono = sec * 1_000_000_000 + nsec - (time.time_ns() - time.monotonic_ns())
+                best = mono if best is None else max(best, mono)
+    return best
 
 
 def _close(fd: int) -> None:
