@@ -16,11 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kinebridge.drivers.arm.config import ArmConfig
 from kinebridge.runtime.bus.sockets import BusError, check_endpoint, default_ipc_dir, endpoint_is_remote
+from kinebridge.runtime.camera.config import CameraSection
 from kinebridge.runtime.control.config import ControlConfig
 from kinebridge.runtime.ingress.config import IngressConfig
 from kinebridge.runtime.planner.config import PlannerConfig
 from kinebridge.runtime.supervisor.kinds import NODE_KINDS
 from kinebridge.runtime.trajectory.config import TrajectorySection
+from kinebridge.runtime.world.config import WorldSection
 
 __all__ = ["ConfigError", "RuntimeConfig", "NodeSpec", "load_config", "parse_config", "DEFAULT_TOML",
            "NODE_KINDS"]
@@ -128,6 +130,8 @@ class RuntimeConfig(_Strict):
     supervisor: SupervisorSection = Field(default_factory=SupervisorSection)
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    camera: CameraSection = Field(default_factory=CameraSection)
+    world: WorldSection = Field(default_factory=WorldSection)
     nodes: dict[str, NodeSpec] = Field(default_factory=dict)
 
     @field_validator("nodes")
@@ -162,6 +166,28 @@ class RuntimeConfig(_Strict):
             seen[ep] = name
         if sum(1 for s in self.nodes.values() if s.enabled and s.kind == "control") > 1:
             raise ValueError("nodes: only one control node may drive the arm")
+        return self
+
+    @model_validator(mode="after")
+    def _cameras(self):
+        """Every enabled camera node has a camera; camera names (a camera node's name, a world's
+        [world.cameras] keys) are unique, since each names its shared-memory ring."""
+        seen: dict[str, str] = {}
+        for name, spec in self.nodes.items():
+            if not spec.enabled or spec.kind not in ("camera", "world"):
+                continue
+            if spec.kind == "camera":
+                if self.camera.device_for(name) is None:
+                    raise ValueError(f"nodes.{name}: a camera node needs a camera: set [camera] device (or "
+                                     f"[camera.devices.{name}]), e.g. device = {{ kind = \"realsense\" }}")
+                cams = [name]
+            else:
+                cams = list(self.world.cameras)
+            for cam in cams:
+                if cam in seen:
+                    raise ValueError(f"nodes.{name}: camera {cam!r} is also a camera of node {seen[cam]!r}; "
+                                     f"camera names name their shared-memory rings and must be unique")
+                seen[cam] = name
         return self
 
     # ------------------------------------------------------------------------------- helpers

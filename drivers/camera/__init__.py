@@ -1,5 +1,5 @@
 """kinebridge.drivers.camera: cameras behind one interface — synthetic (the simulated world) and
-RealSense (pyrealsense2) — plus pinhole geometry and hand-eye calibration.
+RealSense (pyrealsense2), replay (a kinebridge recording) — plus pinhole geometry and hand-eye calibration.
 
     from kinebridge.drivers.camera import make_camera
     with make_camera({"kind": "synthetic", "width": 640, "height": 480}, world=world) as cam:
@@ -20,6 +20,7 @@ _EXPORTS = {
     "ExtrinsicsConfig": "configs", "make_camera": "configs", "register_camera": "configs",
     "parse_camera_config": "configs", "camera_kinds": "configs",
     "SyntheticCamera": "synthetic", "RealsenseCamera": "realsense", "SoftwareD435": "rs_software",
+    "ReplayCamera": "replay", "ReplayCameraConfig": "configs", "ReplayEnded": "replay",
     "HandEyeCalibration": "calibration", "HandEyeResult": "calibration",
 }
 __all__ = sorted(_EXPORTS)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from kinebridge.drivers.camera import geometry
 
 __all__ = ["ExtrinsicsConfig", "LookAt", "CameraConfig", "SyntheticCameraConfig", "RealsenseCameraConfig",
+           "ReplayCameraConfig",
            "register_camera", "camera_kinds", "parse_camera_config", "make_camera"]
 
 
@@ -134,6 +135,23 @@ class RealsenseCameraConfig(CameraConfig):
     frame_timeout_ms: int = Field(2000, gt=0, le=60000, description="a stall this long stops the camera")
 
 
+class ReplayCameraConfig(CameraConfig):
+    """Frames played back from a kinebridge recording — the ``camera/color`` + ``camera/depth`` frames a
+    camera node records (foxglove.CompressedImage + foxglove.RawImage 16UC1) and their metadata
+    (stamps, intrinsics, T_base_cam) — with their recorded timing (÷ ``speed``). ``path``: an MCAP
+    file or a directory of them (played in name order); ``camera``: which recorded camera (default:
+    the first one found); ``width``/``height``: as recorded (given: must match); ``extrinsics``
+    replaces the recorded pose; ``fps`` is only the rate consumers should expect."""
+
+    kind: Literal["replay"] = "replay"
+    path: Path
+    camera: str | None = Field(None, min_length=1, max_length=100)
+    width: int | None = Field(None, gt=0, le=8192)
+    height: int | None = Field(None, gt=0, le=8192)
+    speed: float = Field(1.0, gt=0.0, le=1000.0, description="2: twice as fast as recorded")
+    loop: bool = Field(False, description="start again at the end (else the stream ends)")
+
+
 # ----------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, tuple[type[CameraConfig], str]] = {}
@@ -152,6 +170,7 @@ def camera_kinds() -> tuple[str, ...]:
 
 register_camera("synthetic", SyntheticCameraConfig, "kinebridge.drivers.camera.synthetic:SyntheticCamera")
 register_camera("realsense", RealsenseCameraConfig, "kinebridge.drivers.camera.realsense:RealsenseCamera")
+register_camera("replay", ReplayCameraConfig, "kinebridge.drivers.camera.replay:ReplayCamera")
 
 
 def parse_camera_config(config) -> CameraConfig:

@@ -24,17 +24,19 @@ renames them (e.g. ``chunk = "arm1/chunk"``) for publishers and subscribers alik
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from typing_extensions import TypedDict
 
 from kinebridge.runtime.bus.codec import Message, MessageError
 
 __all__ = ["SCHEMA_VERSION", "RESERVED", "Stamp", "ArraySpec", "Body", "TopicSpec", "TOPICS", "TopicNames",
            "spec_of", "body_of", "validate", "json_schema", "Task", "Chunk", "ControlState", "ControlTiming",
            "ChunkLatency", "ChunkReject", "ArmLimitsMsg", "ControlCommand", "PlanMsg", "TaskDone", "TaskError", "Heartbeat", "EStop",
-           "FrameRef", "Keypoints", "Instruction", "Decision", "Tokens", "MAX_CHUNK_ROWS", "ANY"]
+           "FrameRef", "CameraColor", "CameraDepth", "WorldTruth", "TruthRequest", "Keypoints", "Instruction",
+           "Decision", "Tokens", "MAX_CHUNK_ROWS", "ANY"]
 
 SCHEMA_VERSION = 1
 RESERVED = ("v", "seq", "stamp_ns", "src", "derived", "replayed")   # stamped by the bus, never part of a body
@@ -95,6 +97,9 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
     ARRAYS: ClassVar[dict[str, ArraySpec] | None] = {}
     TOPIC: ClassVar[str] = ""
+    #: the recorded schema's name when it is not ``kinebridge.<topic>`` (e.g. ``foxglove.CompressedImage``:
+    #: a body whose fields are a Foxglove schema's, so Foxglove shows the recorded messages)
+    SCHEMA_NAME: ClassVar[str | None] = None
 
     def header(self) -> dict:
         """The body as plain header values (fields only; the bus adds its stamp). Bodies hold plain
@@ -383,18 +388,154 @@ class EStop(Body):
     reason: str = Field(max_length=2000)
 
 
-# ------------------------------------------------------------------------- coming with later issues
-@topic("camera/frame", publishers=("camera", "world", "replay"),
-       description="a camera frame in the shared-memory ring: which slot, its stamps and shape")
+# ---------------------------------------------------------------------------- cameras and the world
+_CAMERAS = ("camera", "world", "replay")
+
+
+@topic("camera/frame", publishers=_CAMERAS,
+       description="a camera frame in the shared-memory ring (runtime/bus/frames.py): which ring and slot, its "
+                   "stamps and shape; the pixels stay in the ring")
 class FrameRef(Body):
-    camera: str
-    ring: str = Field(description="name of the shared-memory ring")
+    camera: str = Field(min_length=1, max_length=100)
+    ring: str = Field(min_length=1, max_length=100, description="name of the shared-memory ring")
+    generation: int = Field(ge=1, description="the ring's generation (a restarted camera's ring has a new one)")
     slot: int = Field(ge=0)
-    frame_seq: int = Field(ge=0)
-    capture_ns: int = Field(description="CLOCK_MONOTONIC ns at capture")
-    device_stamp: float = Field(description="the device's own timestamp (ms)")
+    frame_seq: int = Field(ge=0, description="frame number in this ring, from 0")
+    capture_ns: int = Field(description="CLOCK_MONOTONIC ns at capture (the world's clock for a simulated camera)")
+    device_stamp_ns: int | None = Field(None, description="the device's own clock (ns), if it has one")
     width: int = Field(gt=0, le=8192)
     height: int = Field(gt=0, le=8192)
+
+
+class FoxgloveTime(TypedDict):
+    sec: int
+    nsec: int
+
+
+_TIME_SCHEMA = {"type": "object", "title": "time", "description": "capture time (Unix epoch)",
+                "properties": {"sec": {"type": "integer", "minimum": 0},
+                               "nsec": {"type": "integer", "minimum": 0, "maximum": 999_999_999}}}
+_FoxTime = Annotated[FoxgloveTime, WithJsonSchema(_TIME_SCHEMA)]
+_IMAGE_BYTES = 64 << 20
+
+
+class _RecordedFrame(Body):
+    """Fields of a recorded frame beside its Foxglove schema's: which frame it was and its stamps."""
+
+    timestamp: _FoxTime = Field(description="capture time on the wall clock (Unix epoch)")
+    frame_id: str = Field(max_length=100, description="the camera's frame (its name)")
+    camera: str = Field(min_length=1, max_length=100)
+    frame_seq: int = Field(ge=0)
+    capture_ns: int = Field(description="CLOCK_MONOTONIC ns at capture")
+    device_stamp_ns: int | None = None
+
+
+@topic("camera/color", publishers=_CAMERAS,
+       description="a recorded colour frame (at [camera] record_hz): foxglove.CompressedImage (JPEG or PNG) with "
+                   "the frame's number, stamps and calibration (K row-major, T_base_cam row-major)")
+class CameraColor(_RecordedFrame):
+    SCHEMA_NAME: ClassVar = "foxglove.CompressedImage"
+    format: Literal["jpeg", "png"]
+    data: str = Field(max_length=_IMAGE_BYTES, json_schema_extra={"contentEncoding": "base64"},
+                      description="the compressed image, base64")
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+    K: list[float] = Field(min_length=9, max_length=9, description="intrinsics [fx 0 cx; 0 fy cy; 0 0 1], row-major")
+    distortion_model: str = Field("none", max_length=40)
+    D: list[float] = Field(default_factory=list, max_length=16, description="distortion coefficients")
+    T_base_cam: list[float] | None = Field(None, min_length=16, max_length=16,
+                                           description="camera pose in the arm's base frame, 4×4 row-major")
+
+
+@topic("camera/depth", publishers=_CAMERAS,
+       description="a recorded depth frame (at [camera] record_hz): foxglove.RawImage 16UC1, millimetres along the "
+                   "optical axis (0 = no depth), aligned to camera/color of the same frame_seq")
+class CameraDepth(_RecordedFrame):
+    SCHEMA_NAME: ClassVar = "foxglove.RawImage"
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+    encoding: Literal["16UC1"] = "16UC1"
+    step: int = Field(gt=0, description="bytes per row")
+    data: str = Field(max_length=_IMAGE_BYTES, json_schema_extra={"contentEncoding": "base64"},
+                      description="little-endian uint16 depth in mm, base64")
+    depth_scale: float = Field(0.001, gt=0.0, description="metres per unit of data")
+
+
+@topic("world/truth", publishers=("world", "replay"),
+       description="the simulated world's ground truth: every object's pose and keypoints, the held mug, the "
+                   "flange, the arm joints it shows and the pour's counts (base frame, m; poses x y z qw qx qy qz)")
+class WorldTruth(Body):
+    world_time: float = Field(ge=0.0, description="simulated time since the scene was built (s)")
+    clock_ns: int | None = Field(None, description="the world's time on CLOCK_MONOTONIC (ns), once it follows a clock")
+    seed: int | None = None
+    target: str | None = None
+    objects: list[dict[str, Any]] = Field(default_factory=list, max_length=64,
+                                          description="[{name, kind, pose, keypoints: {K: [x, y, z]}}]")
+    held: dict[str, Any] | None = Field(None, description="the held mug: {pose, keypoints, water_inside}")
+    flange: list[float] = Field(min_length=7, max_length=7)
+    pour: dict[str, Any] | None = Field(None, description="water counts and collisions since the last reset "
+                                                          "(in_target, in_source, spilt, in_flight, collisions, success)")
+    following: bool = Field(description="joint states are arriving (else the world holds the arm)")
+    request_id: str | None = Field(None, max_length=100, description="the world/truth_request this answers")
+    ARRAYS: ClassVar = {"q": ArraySpec("float64", (JOINTS,), description="the arm joints the world shows (rad)")}
+
+
+@topic("world/truth_request", publishers=(ANY,),
+       description="ask the world node for world/truth now (reset_pour: start counting a new pour)")
+class TruthRequest(Body):
+    request_id: str | None = Field(None, max_length=100)
+    reset_pour: bool = False
+
+
+# ------------------------------------------------------------------------- coming with later issues
+from pydantic import field_validator as _field_validator  # noqa: E402 - kept with the body that uses it
+
+_Vec3 = Annotated[list[float], Field(min_length=3, max_length=3)]
+_Vec2 = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class KeypointDetail(BaseModel):
+    """How one keypoint of a perceived object was measured (``PerceivedObject.keypoint_detail``)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+    uv: _Vec2 | None = Field(None, description="pixels in the frame the message derives from")
+    z: float | None = Field(None, gt=0.0, description="depth along the camera's optical axis (m)")
+    conf: float = Field(ge=0.0, le=1.0)
+    visible: bool = False
+    status: Literal["ok", "low_confidence", "no_depth", "rejected", "predicted", "out_of_view"]
+
+
+class PerceivedObject(BaseModel):
+    """One object in ``perception/keypoints.objects`` (a plain dict on the wire, checked against this).
+
+    ``id``, ``class`` and ``keypoints`` ({name: [x, y, z]}, base frame, m — only keypoints whose 3D
+    position is known: a keypoint without one is absent, never zeros) are required; the rest is
+    what a planner reasons about (runtime/perception/candidates.py)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
+
+    id: str = Field(min_length=1, max_length=64)
+    cls: str = Field(alias="class", min_length=1, max_length=40)
+    keypoints: dict[str, _Vec3] = Field(max_length=16)
+    keypoint_detail: dict[str, KeypointDetail] = Field(default_factory=dict, max_length=16)
+    score: float | None = Field(None, ge=0.0, le=1.0)
+    status: Literal["ok", "low_confidence", "predicted", "no_keypoints"] = "ok"
+    reason: str | None = Field(None, max_length=500)
+    source: str | None = Field(None, max_length=200)
+    box: Annotated[list[float], Field(min_length=4, max_length=4)] | None = None
+    pixel: _Vec2 | None = None
+    track: dict[str, int] = Field(default_factory=dict)
+    color: str | _Vec3 | None = None
+    color_rgb: _Vec3 | None = None
+    size: _Vec3 | None = Field(None, description="width, depth, height (m)")
+    size_detail: dict[str, float | None] = Field(default_factory=dict)
+    position: _Vec3 | None = Field(None, description="centre of its footprint on the table, base frame (m)")
+    position_words: dict[str, str | None] = Field(default_factory=dict)
+    distance_to_camera_m: float | None = None
+    relations: list[str] = Field(default_factory=list, max_length=64)
+    handle: str | None = None
+    handle_detail: dict[str, float | str] | None = None
 
 
 @topic("perception/keypoints", publishers=("perception", "world", "replay"),

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     operate.add(sub)
     setup.add(sub)
     __import__("kinebridge.runtime.cli.planner", fromlist=["add"]).add(sub)
+    __import__("kinebridge.runtime.cli.world", fromlist=["add"]).add(sub)
     return p
 
 

@@ -177,7 +177,7 @@ class McapRecorder:
                 schema = self._schemas.get(topic)
                 if schema is None:
                     schema = self._schemas[topic] = self._w.register_schema(
-                        f"kinebridge.{topic}", "jsonschema", topic_schema(topic))
+                        M.body_of(topic).SCHEMA_NAME or f"kinebridge.{topic}", "jsonschema", topic_schema(topic))
             else:
                 if not self._schema:
                     self._schema = self._w.register_schema("kinebridge.Message", "jsonschema", GENERIC_SCHEMA)

@@ -10,6 +10,13 @@ starts and when it stops:
 * stop phase 0 — the control node first (it decelerates the arm to rest, then stops it); phase 1 the
   producers; phase 2 the recorder, last, so it records everyone's final messages.
 
+Cameras (``camera``) and the simulated world (``world``) start *with the arm*: they do not plan
+against the arm's state, their set-up (opening a RealSense, building a MuJoCo world and a GL context)
+takes seconds and overlaps the control node's connect, the world shows the arm from the first state
+the control node streams, and the producers of phase 1 (perception, the planner) find frames flowing
+when they start. They stop with the producers, after the arm is at rest (the world shows it coming to
+rest) and before the recorder. Neither is critical: the arm is driven without them.
+
 ``kinebridge run`` and ``kinebridge bench runtime`` both start runtimes through
 :mod:`kinebridge.runtime.supervisor.launch`, which follows these phases; the supervisor stops by them.
 """
@@ -44,6 +51,10 @@ NODE_KINDS: dict[str, NodeKind] = {k.name: k for k in (
              "outside producers in: validated, authorised, rate-limited, re-published"),
     NodeKind("planner", "kinebridge.runtime.planner.node:PlannerNode", False, START_ONCE_STREAMING, 1,
              "the decision layer: instruction + candidates → skill and target, or a question (async, [planner])"),
+    NodeKind("camera", "kinebridge.runtime.camera.node:CameraNode", False, START_WITH_ARM, 1,
+             "a camera ([camera]): frames into a shared-memory ring, camera/frame, recorded frames"),
+    NodeKind("world", "kinebridge.runtime.world.node:WorldNode", False, START_WITH_ARM, 1,
+             "the simulated MuJoCo world ([world]) following control/state, its synthetic cameras, world/truth"),
 )}
 
 
