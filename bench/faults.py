@@ -305,8 +305,8 @@ def kill_supervisor(workdir: Path | None = None) -> dict:
             names = []
             for p in left:
                 try:
-                    cmd = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
-                    names.append(cmd[cmd.index(b"--name") + 1].decode())
+                    argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+                    names.append(argv[argv.index(b"--name") + 1].decode())
                 except (OSError, ValueError, IndexError):
                     names.append(str(p))
             out.update(speed_at_kill_rad_s=round(moving, 3), nodes_before=len(nodes), at_rest_after_s=rest_s,
