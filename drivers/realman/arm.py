@@ -215,6 +215,7 @@ class RealmanArm(ArmDriver):
         self._period_ns = int(round(self.config.push_period_s * 1e9))
         self._stall_ns = max(4 * self._period_ns, 20_000_000)   # the watchdog silent this long: a stall
         self._watch_ns = 0                  # the watchdog's last wake-up
+        self._queued_ns = self._queued_seen_ns = 0   # an unread push's kernel stamp, and when first seen
         self._latest: ArmState | None = None
         self._seq = 0
         self._last_push_ns = 0
@@ -322,6 +323,18 @@ class RealmanArm(ArmDriver):
             self._teardown(keep_watchdog=True)
             raise
         self._prev_q, self._period_avg = None, 0.0
+        if cfg.thread_priority:
+            self._raise_threads(cfg.thread_priority)
+
+    def _raise_threads(self, priority: int) -> bool:
+        """SCHED_FIFO ``priority`` for the threads the link depends on: the SDK's receive and UDP threads
+        (the UDP one runs the state callback) and the watchdog. False where not permitted."""
+        from kinebridge.drivers.host.realtime import try_sched_fifo
+
+        tids = sdk.thread_ids()
+        if self._watchdog is not None and self._watchdog.native_id is not None:
+            tids.append(self._watchdog.native_id)
+        return all([try_sched_fifo(priority, tid) for tid in tids]) and bool(tids)
 
     def _connect_failure(self) -> str:
         """What a failed handshake means, in words: nothing listening, no route, no handshake reply, or
@@ -490,8 +503,9 @@ class RealmanArm(ArmDriver):
 
         The clock only runs while this process runs: after a stall of the process (GIL held by a JIT
         compile, swapped out, suspended) noticed by the watchdog, the silence counts from the stall's end.
-        A push the controller sent within the window that still waits unread in the SDK's UDP socket (its
-        kernel receive stamp, peeked) means this process is behind, not that the controller is silent.
+        A push newer than the newest state that still waits unread in the SDK's UDP socket (its kernel
+        receive stamp, peeked) means this process is behind, not that the controller is silent: the
+        silence then counts from when that datagram was first seen waiting.
         A caller that finds the window passed while the watchdog has not run for a while either (so this
         process, or its GIL, was stalled: the pushes may be queued behind the GIL) first gives the push
         two periods to arrive; only a link still silent then is lost."""
@@ -502,12 +516,17 @@ class RealmanArm(ArmDriver):
         if now - ref <= self._lost_ns:
             return
         queued = sdk.queued_push(self._udp, self.config.ip) if self._udp else None
-        if queued is not None and now - queued <= self._lost_ns:
-            # the controller pushed within the window and the datagram waits unread in the SDK's socket:
-            # this process is behind, the controller is not silent; the silence counts from that push
-            if queued > self._resumed_ns:
-                self._resumed_ns = queued
-            return
+        if queued is not None and queued > last:
+            # a push newer than the newest state waits unread in the SDK's socket: this process is behind
+            # (starved, or its GIL held), the controller is not silent. The silence counts from when that
+            # datagram was first seen waiting, so a backlog nobody drains still ends in a loss.
+            if queued != self._queued_ns:
+                self._queued_ns, self._queued_seen_ns = queued, now
+            if self._queued_seen_ns > self._resumed_ns:
+                self._resumed_ns = self._queued_seen_ns
+            ref = max(last, self._resumed_ns)
+            if now - ref <= self._lost_ns:
+                return
         if now - self._watch_ns > self._stall_ns and threading.current_thread() is not self._watchdog:
             seq = self._seq
             wait_until = time.monotonic_ns() + 2 * self._period_ns

@@ -35,6 +35,10 @@ class RealmanConfig(BaseModel):
                                            "0.1 s: twice the ~50 ms scheduling hole a loaded 2-core PC shows "
                                            "(RT throttling), 20 push periods at 200 Hz; a pulled cable is "
                                            "noticed within 0.1 s")
+    thread_priority: int = Field(0, ge=0, le=99,
+                                 description="SCHED_FIFO priority for the SDK's receive and UDP threads and the link "
+                                             "watchdog where permitted (0: leave them as they are; the control node "
+                                             "raises every helper thread itself)")
     timeout_ms: int = Field(500, ge=50, le=10000, description="SDK reply timeout (global to the process)")
     connect_timeout_s: float = Field(3.0, gt=0.0, description="time allowed for the first state push")
 

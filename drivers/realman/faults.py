@@ -7,6 +7,8 @@ the connection), the unmodified SDK in this process, real TCP and UDP.
 
     from kinebridge.drivers.realman.faults import run_reconnect_cycles
     r = run_reconnect_cycles(100)          # alternating FIN / RST; r["reconnects_ok"] == 100
+
+    python -m kinebridge.drivers.realman.faults 100 alternate [--plain] [--no-recovery] [--no-wait] [--rt]
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def run_reconnect_cycles(n: int = 100, how: str = "alternate", *, host: str = "1
                          reconnect_timeout_s: float = 5.0, detect_timeout_s: float = 1.0,
                          wait_for_detection: bool = True, seed: int = 0, safe_release: bool = True,
                          auto_reinitialise: bool = True, stop_at_first_failure: bool = True,
-                         progress=None) -> dict:
+                         rt_priority: int = 0, progress=None) -> dict:
     """``n`` times: stream, let the controller end the connection, ``reconnect()``, stream again.
 
     ``how``: ``"fin"``, ``"rst"`` or ``"alternate"`` (FIN on even cycles, RST on odd). A simulator is
@@ -66,6 +68,9 @@ def run_reconnect_cycles(n: int = 100, how: str = "alternate", *, host: str = "1
     ``wait_for_detection`` is False: then it reconnects at once, 0–20 ms after the drop, the way the
     defect was first hit), and reconnects. ``safe_release`` / ``auto_reinitialise`` False switch off
     the driver's protections (:data:`kinebridge.drivers.realman.sdk.SETTINGS`) to measure the SDK as it is.
+    ``rt_priority`` > 0 runs the driver's threads (the SDK's receive and UDP threads, the watchdog) under
+    SCHED_FIFO at that priority where permitted (``[arm.realman] thread_priority``), as in the control
+    node; 0 leaves them at normal priority.
 
     Returns ``{"cycles", "how", "reconnects_ok", "streaming_resumed", "failures": [{"cycle", "how",
     "error", "sdk_receive_thread_alive"}], "detect_ms": summary, "reconnect_ms": summary,
@@ -84,7 +89,8 @@ def run_reconnect_cycles(n: int = 100, how: str = "alternate", *, host: str = "1
     udp = udp_port or (sim.push_port if sim is not None else free_udp_port())
     if own_sim:
         sim = spawn_sim(host=host, port=0, push_port=udp)
-    arm = RealmanArm(RealmanConfig(ip=sim.host, port=sim.port, udp_port=udp), arm_model("RM75-B"))
+    arm = RealmanArm(RealmanConfig(ip=sim.host, port=sim.port, udp_port=udp, thread_priority=int(rt_priority)),
+                     arm_model("RM75-B"))
     sdk_before = sdk.status()
     fds_before = _open_fds()
     detect_ms: list[float] = []
@@ -125,8 +131,12 @@ def run_reconnect_cycles(n: int = 100, how: str = "alternate", *, host: str = "1
                 reconnect_ms.append((time.monotonic_ns() - t0) / 1e6)
                 ok += 1
             except (ArmError, OSError, TimeoutError) as exc:
-                failures.append({"cycle": i + 1, "how": kind, "error": str(exc),
-                                 "sdk_receive_thread_alive": sdk.receive_thread_alive()})
+                failure = {"cycle": i + 1, "how": kind, "error": str(exc),
+                           "sdk_receive_thread_alive": sdk.receive_thread_alive(),
+                           "driver_longest_push_gap_ms": round(arm.link_health().longest_gap_s * 1e3, 1)}
+                with contextlib.suppress(Exception):   # was the controller late, or this process?
+                    failure["sim_push_period_error_max_us"] = sim.stats()["push"]["period_error_us"]["max"]
+                failures.append(failure)
                 if progress:
                     progress(f"cycle {i + 1} ({kind}) failed: {exc}")
                 if stop_at_first_failure:
@@ -218,7 +228,7 @@ def _main() -> None:  # pragma: no cover - `python -m kinebridge.drivers.realman
     flags = set(sys.argv[3:])
     r = run_reconnect_cycles(n, how, safe_release="--plain" not in flags,
                              auto_reinitialise="--no-recovery" not in flags,
-                             wait_for_detection="--no-wait" not in flags,
+                             wait_for_detection="--no-wait" not in flags, rt_priority=78 if "--rt" in flags else 0,
                              progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(json.dumps(r, indent=1, default=str))
 

@@ -54,7 +54,7 @@ import time
 from typing import Callable
 
 __all__ = ["SETTINGS", "sdk", "epoch", "receive_thread_alive", "release", "reinitialise", "can_reinitialise",
-           "on_reinitialise", "register_callback", "socket_fd", "push_sockets", "queued_push", "status",
+           "on_reinitialise", "register_callback", "socket_fd", "thread_ids", "push_sockets", "queued_push", "status",
            "SdkUnavailable"]
 
 #: the build whose internals were read (linux x86-64 ``libapi_c.so`` of robotic-arm 1.1.6)
@@ -183,6 +183,11 @@ def receive_thread_alive() -> bool | None:
     if tid is None:
         return None
     return os.path.exists(f"/proc/self/task/{tid}")
+
+
+def thread_ids() -> list[int]:
+    """Native ids of the SDK's receive and UDP threads (those learnt at ``rm_init``)."""
+    return [t for t in (_S.recv_tid, _S.udp_tid) if t is not None]
 
 
 def _voluntary_switches(tid: int | None) -> int | None:

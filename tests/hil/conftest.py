@@ -6,6 +6,11 @@
     KINEBRIDGE_ARM_UDP_PORT=8089   the local UDP port it pushes state to
     KINEBRIDGE_HIL_SPEED=0.1       fraction of the joint speed/acceleration limits the suite may use
                                    on a real arm (the simulator always runs at full limits)
+    KINEBRIDGE_HIL_THREAD_PRIORITY=70
+                                   SCHED_FIFO priority of the driver's link threads (the SDK's receive
+                                   and UDP threads, the watchdog) where permitted, as the control node
+                                   runs them; 0 leaves them at normal priority (on a loaded box a
+                                   normal-priority test process then misses pushes for 0.1–0.5 s)
 
 Without ``KINEBRIDGE_ARM`` every test starts ``kinebridge sim`` as a separate process on free ports
 and drives it through the same driver and the same official SDK a user runs.
@@ -23,6 +28,7 @@ from kinebridge.drivers.host.net import free_udp_port
 from kinebridge.drivers.realman.arm import RealmanArm, RealmanConfig
 
 REAL_ARM = os.environ.get("KINEBRIDGE_ARM")
+THREAD_PRIORITY = int(os.environ.get("KINEBRIDGE_HIL_THREAD_PRIORITY", "70"))
 ARM_MODEL = os.environ.get("KINEBRIDGE_ARM_MODEL", "RM75-B")
 
 
@@ -39,7 +45,7 @@ class Target:
         return self.sim is None
 
     def config(self, **overrides) -> RealmanConfig:
-        base = dict(ip=self.ip, port=self.port, udp_port=self.udp_port)
+        base = dict(ip=self.ip, port=self.port, udp_port=self.udp_port, thread_priority=THREAD_PRIORITY)
         base.update(overrides)
         return RealmanConfig(**base)
 

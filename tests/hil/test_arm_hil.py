@@ -285,8 +285,10 @@ def test_reconnect_survives_controller_side_closes(target):
     from kinebridge.drivers.realman import sdk
     from kinebridge.drivers.realman.faults import run_reconnect_cycles
 
+    from .conftest import THREAD_PRIORITY
+
     for wait in (True, False):      # after the driver saw the loss, and at once (0–20 ms after the drop)
-        r = run_reconnect_cycles(20, "alternate", wait_for_detection=wait)
+        r = run_reconnect_cycles(20, "alternate", wait_for_detection=wait, rt_priority=THREAD_PRIORITY)
         print(f"\nwait_for_detection={wait}: {r['reconnects_ok']}/{r['cycles']} reconnects, detection "
               f"{r['detect_ms']}, reconnect {r['reconnect_ms']}")
         assert r["failures"] == [] and r["reconnects_ok"] == 20
