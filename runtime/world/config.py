@@ -38,6 +38,9 @@ class WorldSection(BaseModel):
     follow_delay_s: float = Field(0.01, ge=0.0, le=0.5,
                                   description="the world runs this far behind CLOCK_MONOTONIC, so the arm moves on "
                                               "the interpolated reported states, not on the newest held (s)")
+    follow_delay_max_s: float = Field(0.1, ge=0.0, le=1.0,
+                                      description="states arriving later raise the delay up to this (a jitter "
+                                                  "buffer; it relaxes back to follow_delay_s)")
     physics_hz: float = Field(200.0, ge=10.0, le=1000.0, description="how often the node steps the physics to now")
     max_lag_s: float = Field(0.5, gt=0.0, le=10.0,
                              description="a world further behind than this (a stalled process) skips ahead "

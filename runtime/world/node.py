@@ -8,18 +8,25 @@ on CLOCK_MONOTONIC by the control node — and queues each state with its stamp
 steps the physics up to ``now − [world] follow_delay_s`` (:meth:`World.advance_to`), the arm driven
 kinematically along the piecewise-linear interpolant of the reported states. The delay (10 ms:
 two 200 Hz states) keeps the world on the interpolated path rather than holding the newest state
-and jumping to the next one; the world, and every frame its cameras render, shows the arm as the
-controller reported it ``follow_delay_s`` ago, and frames are stamped with that time (the world's
-clock on CLOCK_MONOTONIC), not with the moment they were rendered. The first state places the arm
-(its held mug's water comes along). A world further behind than ``[world] max_lag_s`` (a stalled
-process) skips ahead instead of running the backlog. Without states (no control node, or it
-stopped) the world keeps real time with the arm where it was.
+and jumping to the next one. It is a jitter buffer: a state arriving older than the delay raises it
+to that age (at most ``follow_delay_max_s``; the world waits, the arm pausing rather than jumping
+on the next late state), and it relaxes back to ``follow_delay_s`` with the world running 1 % faster
+than real time. The world, and every frame its cameras render, shows the arm as the controller
+reported it that long ago, and frames are stamped with that time (the world's clock on
+CLOCK_MONOTONIC), not with the moment they were rendered. The first state places the arm
+(its held mug's water comes along). A state that arrives after the world has passed its stamp
+places the arm where the reported states put it now, and a world further behind than ``[world]
+max_lag_s`` (a stalled process) skips ahead and places the arm likewise, instead of running the
+backlog: a kinematic jump stepped in one 2.5 ms step would fling the water out of the mug. A tick
+steps for at most 0.1 s of wall time, so a world slower than real time falls behind rather than
+stalling the loop. Without states (no control node, or it stopped) the world keeps real time with
+the arm where it was.
 
 **Cameras.** The node is a :class:`~kinebridge.runtime.camera.node.CameraNode` whose cameras are the
 ``[world.cameras]`` synthetic ones rendering this world: the same rings, ``camera/frame``,
 ``camera/color`` and ``camera/depth`` as a camera node's, so perception cannot tell them apart. The
-renders run in the cameras' threads and read the world under its lock, which the physics step
-holds only per step.
+renders run in the cameras' threads at a lower priority (nice +10: physics and the bus come first
+on a busy machine) and read the world under its lock.
 
 **Ground truth.** ``world/truth`` (``[world] truth_hz``, and at once on ``world/truth_request``):
 every object's pose and keypoints, the held mug, the flange, the joints the world shows and the
@@ -31,7 +38,9 @@ camera`` compares the loop's period error with and without it).
 
 from __future__ import annotations
 
+import bisect
 import time
+from collections import deque
 
 import numpy as np
 
@@ -40,7 +49,8 @@ from kinebridge.runtime.camera.node import CameraNode
 
 __all__ = ["WorldNode", "pose7"]
 
-MAX_TICK_S = 0.05        # simulated seconds one tick may step at most
+TICK_BUDGET_S = 0.1      # wall-clock seconds one tick may spend stepping (then the loop runs again)
+CHUNK_S = 0.01           # simulated seconds stepped between checks of that budget
 
 
 def pose7(T) -> list[float]:
@@ -127,9 +137,12 @@ class WorldNode(CameraNode):
         self.tick_hz = w.physics_hz
         self._truth_period = 1.0 / w.truth_hz if w.truth_hz > 0 else None
         self._next_truth = 0.0
-        self.follow = {"states": 0, "refused": 0, "stale": 0, "late": 0, "late_ms_max": 0.0, "last_error": None,
+        self.follow = {"states": 0, "refused": 0, "stale": 0, "late": 0, "placed": 0, "late_ms_max": 0.0, "last_error": None,
                        "last_state_s": None, "skipped_s": 0.0, "steps": 0, "step_s": 0.0}
         self._lag: list[float] = []
+        self._states: deque = deque(maxlen=400)          # (stamp, q) of the last 2 s of reported states
+        self._delay = w.follow_delay_s
+        self._last_tick = time.monotonic()
         self._rtf_window = (time.monotonic(), 0.0, 0.0)     # wall, simulated, stepping time at its start
         super().setup()
         self.detail["scene"] = {"seed": self.world.scene.seed, "objects": [o.name for o in self.world.scene.objects],
@@ -140,16 +153,25 @@ class WorldNode(CameraNode):
         if msg.topic == M.ControlState.TOPIC:
             stamp = msg.stamp.stamp_ns * 1e-9
             clock = self.world.clock_s
-            if stamp < time.monotonic() - self.cfg.world.max_lag_s:
+            age = time.monotonic() - stamp
+            if age > self.cfg.world.max_lag_s:
                 self.follow["stale"] += 1                     # queued while the node set up: too old to show
                 return
+            if age > self._delay:                             # a jitter buffer: wait longer for the next states
+                self._delay = min(self.cfg.world.follow_delay_max_s, age + 0.002)
             try:
-                self.world.follow(msg.arrays["q"], stamp)
+                q = msg.arrays["q"]
+                self.world.follow(q, stamp)
+                self._states.append((stamp, np.array(q, dtype=float)))
                 self.follow["states"] += 1
                 self.follow["last_state_s"] = stamp
-                if clock is not None and stamp < clock:      # the world had passed it: it held the previous state
+                if clock is not None and stamp < clock:
+                    # the world had passed it, holding the previous state: instead of stepping to the newer
+                    # joints in one step (a velocity spike), place the arm where they put it now
                     self.follow["late"] += 1
                     self.follow["late_ms_max"] = round(max(self.follow["late_ms_max"], (clock - stamp) * 1e3), 2)
+                    with self.world.lock:
+                        self._place(self.world.clock_s)
             except ValueError as exc:          # out of order, outside the world's joint limits
                 self.follow["refused"] += 1
                 self.follow["last_error"] = str(exc)[:300]
@@ -164,21 +186,32 @@ class WorldNode(CameraNode):
     def on_tick(self, now: float) -> None:
         world = self.world
         f = self.follow
-        target = now - self.cfg.world.follow_delay_s
-        clock = world.clock_s
-        if clock is not None and target - clock > self.cfg.world.max_lag_s:
-            with world.lock:                   # stalled: skip ahead, do not run the backlog
-                world.epoch_s += target - clock - world.timestep
-            f["skipped_s"] = round(f["skipped_s"] + target - clock, 3)
+        floor = self.cfg.world.follow_delay_s
+        if self._delay > floor:                               # back to the configured delay, 1 % faster than real time
+            self._delay = max(floor, self._delay - 0.01 * (now - self._last_tick))
+        self._last_tick = now
+        target = now - self._delay
         t0 = time.perf_counter()
-        # at most MAX_TICK_S of physics per tick: a world slower than real time (a loaded box) falls behind
-        # and skips ahead at max_lag_s, while the loop keeps announcing frames, answering and heartbeating
-        clock = world.clock_s
-        n = world.advance_to(target if clock is None else min(target, clock + MAX_TICK_S))
-        if n:
-            # mj_step leaves body and site poses at the step's start (positions are computed before the
-            # integration): bring them to the state after it, so truth and renders show the world's time
-            with world.lock:
+        n = 0
+        with world.lock:                       # (renders take the lock: they see the stepped, updated state)
+            clock = world.clock_s
+            if clock is not None and target - clock > self.cfg.world.max_lag_s:
+                # stalled (a loaded box): skip ahead rather than run the backlog, and place the arm where the
+                # controller reported it then, its water with it — stepping there would fling the water out
+                world.epoch_s += target - clock - world.timestep
+                f["skipped_s"] = round(f["skipped_s"] + target - clock, 3)
+                self._place(world.clock_s)
+            # in chunks, for at most TICK_BUDGET_S: a world slower than real time falls behind (and skips
+            # ahead at max_lag_s) while the loop keeps announcing frames, answering and heartbeating
+            while True:
+                clock = world.clock_s
+                k = world.advance_to(target if clock is None else min(target, clock + CHUNK_S))
+                n += k
+                if not k or time.perf_counter() - t0 > TICK_BUDGET_S:
+                    break
+            if n:
+                # mj_step leaves body and site poses at the step's start (positions are computed before the
+                # integration): bring them to the state after it, so truth and renders show the world's time
                 self._mj.mj_kinematics(world.model, world.data)
         f["steps"] += n
         f["step_s"] += time.perf_counter() - t0
@@ -186,6 +219,30 @@ class WorldNode(CameraNode):
         if self._truth_period is not None and now >= self._next_truth:
             self._next_truth = max(self._next_truth + self._truth_period, now)
             self.publish_truth()
+
+    def _q_at(self, t: float):
+        """The reported joints at CLOCK_MONOTONIC ``t`` (interpolated; held after the newest), or None."""
+        st = self._states
+        if not st:
+            return None
+        stamps = [x[0] for x in st]
+        k = bisect.bisect_right(stamps, t)
+        if k == 0:
+            return st[0][1]
+        if k == len(st):
+            return st[-1][1]
+        (ta, qa), (tb, qb) = st[k - 1], st[k]
+        return qa + (qb - qa) * ((t - ta) / (tb - ta))
+
+    def _place(self, t: float) -> None:
+        """Put the arm (and the water in its mug) where the controller reported it at ``t``, at rest."""
+        q = self._q_at(t)
+        if q is not None:
+            try:
+                self.world.set_arm(q)
+                self.follow["placed"] += 1
+            except ValueError:
+                pass
 
     def _update_detail(self) -> None:
         super()._update_detail()
@@ -208,6 +265,7 @@ class WorldNode(CameraNode):
             d["lag_ms_p99"] = round(float(np.percentile(lag, 99)) * 1e3, 2)
             self._lag = self._lag[-2000:]
         d["following"] = self._following(now)
+        d["delay_ms"] = round(self._delay * 1e3, 1)
         d.pop("step_s")
         self.detail["world"] = d
 

@@ -64,9 +64,8 @@ segmentation = false
 ''')
         sup = Supervisor(cfg, tmp_path / "run", listen=LISTEN, log=lambda s: None)
         try:
-            sup.start(["control"])
+            sup.start()                                     # both start with the arm (kinds.py)
             sup.wait_ready(["control"], statuses=("streaming",))
-            sup.start(["world"])
             sup.wait_ready()
             yield sup
         finally:
@@ -126,13 +125,14 @@ def test_the_world_follows_the_arm_the_controller_reports(runtime):
         assert arm > 0.05 and max(moved) > 0.05
     end = answered["end"].body
     np.testing.assert_allclose(end.flange[:3], kin.fk(q_state[-1])[:3, 3], atol=2e-3)   # and came to rest with it
-    assert end.following and end.held is not None and end.held["water_inside"] >= 30
+    w = sup.nodes["world"].detail["world"]
+    assert end.following, w
+    assert end.held is not None and end.held["water_inside"] >= 30, repr((end.held["water_inside"], end.pour, w))
     assert end.pour is not None and end.pour["total"] == 40 and end.target == "mug0"
     assert {o["name"] for o in end.objects} >= {"mug0", "mug1"}
     assert all(len(o["pose"]) == 7 and o["keypoints"] for o in end.objects)
     frames = [m.body for m in sup.messages if m.topic == M.FrameRef.TOPIC]
     assert len(frames) >= 5 and {f.camera for f in frames} == {"top"}
     assert all(f.src == "world" for f in [m.stamp for m in sup.messages if m.topic == M.FrameRef.TOPIC])
-    w = sup.nodes["world"].detail["world"]
     assert w["following"] and w["refused"] == 0 and w["states"] > 200
     assert w["rtf_run"] > 0.3                 # physics rate, loosely (figures: kinebridge bench camera --parts control)
