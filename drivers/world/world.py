@@ -164,6 +164,7 @@ class World:
             q_b = q_a if q is None else self._check_q(q)
             for k in range(n):
                 self._physics_step(q_a + (q_b - q_a) * (k / n), q_a + (q_b - q_a) * ((k + 1) / n))
+            self._mj.mj_kinematics(self.model, self.data)       # poses of the stepped qpos (mj_step leaves the previous)
 
     def _physics_step(self, q_now: np.ndarray, q_next: np.ndarray) -> None:
         b, d = self.built, self.data
@@ -223,6 +224,8 @@ class World:
             for _ in range(max(n, 0)):
                 t = self.clock_s
                 self._physics_step(self._target(t), self._target(t + h))
+            if n > 0:
+                self._mj.mj_kinematics(self.model, self.data)   # poses of the stepped qpos (mj_step leaves the previous)
             # forget states that no interpolation will need again
             while len(self._stamps) > 2 and self._stamps[1] <= self.clock_s:
                 self._queue.popleft()

@@ -36,7 +36,7 @@ __all__ = ["SCHEMA_VERSION", "RESERVED", "Stamp", "ArraySpec", "Body", "TopicSpe
            "spec_of", "body_of", "validate", "json_schema", "Task", "Chunk", "ControlState", "ControlTiming",
            "ChunkLatency", "ChunkReject", "ArmLimitsMsg", "ControlCommand", "PlanMsg", "TaskDone", "TaskError", "Heartbeat", "EStop",
            "FrameRef", "CameraColor", "CameraDepth", "WorldTruth", "TruthRequest", "Keypoints", "Instruction",
-           "Decision", "Tokens", "MAX_CHUNK_ROWS", "ANY"]
+           "Decision", "Tokens", "MAX_CHUNK_ROWS", "ANY", "INGRESS_TOPICS"]
 
 SCHEMA_VERSION = 1
 RESERVED = ("v", "seq", "stamp_ns", "src", "derived", "replayed")   # stamped by the bus, never part of a body
@@ -581,3 +581,10 @@ class Tokens(Body):
     obs_ns: int = Field(description="CLOCK_MONOTONIC ns of the observation the tokens were generated for")
     tokenizer: str = ""
     ARRAYS: ClassVar = {"codes": ArraySpec("int32", (None,), max_rows=4096, min_rows=1)}
+
+#: what an outside producer may ever publish through the ingress: kinebridge's own topics whose publishers name
+#: the ingress (or any kind) — never a heartbeat, which only a node sends about itself. Fixed here, when the
+#: registry holds exactly the topics above, so a topic registered later (a test's, a plug-in's) never changes
+#: the ingress default that the supervisor and its node processes must agree on.
+INGRESS_TOPICS = tuple(name for name, spec in TOPICS.items()
+                       if ("ingress" in spec.publishers or ANY in spec.publishers) and name != Heartbeat.TOPIC)

@@ -8,10 +8,7 @@ from kinebridge.runtime.bus import messages as M
 
 __all__ = ["IngressConfig", "IngressClient", "INGRESS_TOPICS"]
 
-#: what an outside producer may ever publish through the ingress: the registry's topics whose publishers
-#: name the ingress (or any kind) — never a heartbeat, which only a node sends about itself
-INGRESS_TOPICS = tuple(name for name, spec in M.TOPICS.items()
-                       if ("ingress" in spec.publishers or M.ANY in spec.publishers) and name != M.Heartbeat.TOPIC)
+INGRESS_TOPICS = M.INGRESS_TOPICS     # what may ever come through (fixed in the registry's module)
 
 
 def _check_topics(v):

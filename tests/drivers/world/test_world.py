@@ -54,8 +54,11 @@ def test_follow_interpolates_stamped_states(world):
     assert world.clock_s == pytest.approx(t0 + 0.05, abs=world.timestep)
     frac = (world.clock_s - t0) / 0.1
     assert np.allclose(world.arm_q, q0 + frac * (q1 - q0), atol=1e-7)
+    # the ground truth is of those joints, not of the step before (mj_step leaves the previous poses)
+    assert np.abs(world.flange_pose() - rm75.fk(world.arm_q, world.scene.arm.d7)).max() < 1e-9
     world.advance_to(t0 + 0.3)                     # past the newest state: held there
     assert np.allclose(world.arm_q, q1, atol=1e-7)
+    assert np.abs(world.ground_truth()["flange"] - rm75.fk(world.arm_q, world.scene.arm.d7)).max() < 1e-9
     assert world.advance_to(t0 + 0.2) == 0         # time never runs back
 
 

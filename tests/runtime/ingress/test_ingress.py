@@ -95,3 +95,13 @@ def test_config_refuses_topics_outside_the_ingress_set():
         parse_config('[ingress]\nlocal_topics = ["control/state"]\n')
     with pytest.raises(ConfigError, match="cannot come through the ingress"):
         parse_config('[ingress.clients.vla]\ntopics = ["heartbeat"]\n')
+
+
+def test_a_topic_registered_later_never_changes_what_the_ingress_admits():
+    # conftest registers test/a with any publisher after the registry module loaded: the supervisor (this
+    # process) and its node processes (which never import conftest) must still agree on the default
+    from kinebridge.runtime.bus import messages as M
+    from kinebridge.runtime.ingress.config import IngressConfig
+    assert "test/a" in M.TOPICS and M.ANY in M.TOPICS["test/a"].publishers
+    assert "test/a" not in IngressConfig().local_topics
+    assert set(IngressConfig().local_topics) >= {"task", "chunk", "estop", "planner/instruction", "policy/tokens"}

@@ -37,6 +37,7 @@ ip = "{SIM_IP}"
 port = {p.port}
 udp_port = {udp}
 link_timeout_periods = 10
+link_lost_s = 0.5
 [control]
 watchdog_s = 5.0
 [control.realtime]
@@ -82,14 +83,24 @@ def test_the_world_follows_the_arm_the_controller_reports(runtime):
     sup = runtime
     _pump(sup, 1.0)
     states = [m for m in sup.messages if m.topic == M.ControlState.TOPIC]
-    q0 = states[-1].arrays["q"].copy()
-    q1 = q0 + np.radians([12, -8, 6, 10, -6, 8, 15])        # ≈ 9 cm of flange travel
-    s = np.linspace(0, 1, 101)[:, None]
-    sup.publish(M.Chunk.TOPIC, {"t0": time.monotonic() + 0.1, "dt": 0.02},          # as a producer would
-                {"q": q0 + (q1 - q0) * (10 * s**3 - 15 * s**4 + 6 * s**5)})
-    for k in range(4):                                                 # ground truth on request, mid-motion
-        _pump(sup, 0.5)
-        sup.send(M.TruthRequest(request_id=f"r{k}"))
+    kin = rm75.RM75Model.for_variant("B")
+    for attempt in range(3):       # a link lost on an overloaded box latches a hold: clear it and move again
+        n0 = len(sup.messages)
+        q0 = [m for m in sup.messages if m.topic == M.ControlState.TOPIC][-1].arrays["q"].copy()
+        q1 = q0 + np.radians([12, -8, 6, 10, -6, 8, 15]) * (-1) ** attempt     # ≈ 9 cm of flange travel
+        s = np.linspace(0, 1, 101)[:, None]
+        sup.publish(M.Chunk.TOPIC, {"t0": time.monotonic() + 0.1, "dt": 0.02},          # as a producer would
+                    {"q": q0 + (q1 - q0) * (10 * s**3 - 15 * s**4 + 6 * s**5)})
+        for k in range(4):                                                 # ground truth on request, mid-motion
+            _pump(sup, 0.5)
+            sup.send(M.TruthRequest(request_id=f"r{k}"))
+        moved_states = [m for m in sup.messages[n0:] if m.topic == M.ControlState.TOPIC]
+        travel = max(np.linalg.norm(kin.fk(m.arrays["q"])[:3, 3] - kin.fk(q0)[:3, 3]) for m in moved_states)
+        latched = {m.body.latched for m in moved_states} - {None}
+        if travel > 0.05 or not latched:
+            break
+        sup.send(M.ControlCommand(action="clear", reason="test: retry after a latched hold"))
+        _pump(sup, 1.0)
     _pump(sup, 1.5)
     sup.send(M.TruthRequest(request_id="end", reset_pour=True))
     _pump(sup, 0.5)
@@ -100,7 +111,6 @@ def test_the_world_follows_the_arm_the_controller_reports(runtime):
     answered = {m.body.request_id: m for m in truths if m.body.request_id}
     assert set(answered) == {"r0", "r1", "r2", "r3", "end"}
     assert sum(1 for m in truths if m.body.request_id is None) >= 8          # and at truth_hz
-    kin = rm75.RM75Model.for_variant("B")
     moved = []
     for m in truths:
         b = m.body
@@ -118,8 +128,7 @@ def test_the_world_follows_the_arm_the_controller_reports(runtime):
     arm = max(np.linalg.norm(kin.fk(q)[:3, 3] - kin.fk(q0)[:3, 3]) for q in q_state)
     rejects = [m.body.reason for m in sup.messages if m.topic == M.ChunkReject.TOPIC]
     latched = {m.body.latched for m in states} - {None}
-    if arm < 0.01:        # the control node held the arm (e.g. link lost on an overloaded box): nothing to follow
-        pytest.skip(f"the arm did not move ({arm * 1e3:.1f} mm): rejects {rejects}, latched {sorted(latched)[:2]}")
+    assert arm > 0.01, f"the arm never moved ({arm * 1e3:.1f} mm) in 3 tries: rejects {rejects}, latched {sorted(latched)[:2]}"
     assert len(moved) >= 8 and max(moved) > 0.5 * arm                       # it moved with the arm
     if not latched:
         assert arm > 0.05 and max(moved) > 0.05
