@@ -45,7 +45,7 @@ def make(vlm, monkeypatch):
 
     def make(**kw):
         cfg = PlannerConfig(kind="openai", base_url=vlm.url, model="test-vlm", api_key_env="KB_TEST_KEY",
-                            timeout_s=kw.pop("timeout_s", 2.0), retries=kw.pop("retries", 1), backoff_s=0.01, **kw)
+                            timeout_s=kw.pop("timeout_s", 10.0), retries=kw.pop("retries", 1), backoff_s=0.01, **kw)
         p = OpenAIPlanner(cfg, skills=None)
         planners.append(p)
         return p
