@@ -8,6 +8,8 @@
 * **kill -9 of the supervisor**: a ``kinebridge run --serve`` daemon driving an external simulated
   controller is SIGKILLed mid-motion: time until the arm is at rest (≤ 1 s) and the node processes left
   after 2 s (0); then a second instance on the same bus directory is refused, naming the running one.
+* **instruction latency**: ``kinebridge task --instruction``'s path — an instruction through the ingress →
+  LocalPlanner → bridge → trajectory → the first setpoint of its task (:func:`instruction_latency`);
 * **task latency**: ``kinebridge task``'s path — a task through the ingress → the first setpoint of its
   plan (p50/p95; target ≤ 50 ms p95).
 
@@ -30,7 +32,7 @@ import numpy as np
 from kinebridge.kernels.stats import summary
 from kinebridge.runtime.bus import messages as M
 
-__all__ = ["fuzz", "kill_supervisor", "task_latency", "run", "print_report"]
+__all__ = ["fuzz", "kill_supervisor", "task_latency", "instruction_latency", "run", "print_report"]
 
 
 # --------------------------------------------------------------------------------------- fuzz
@@ -470,13 +472,87 @@ def task_latency(n: int = 20, workdir: Path | None = None) -> dict:
     return {"tasks": n, "measured": len(lat), "task_to_first_setpoint_ms": summary(lat)}
 
 
+def instruction_latency(n: int = 20, workdir: Path | None = None, seed: int = 21) -> dict:
+    """Instructions through the ingress (as ``kinebridge task --instruction`` sends them) → the first setpoint
+    of the task the bridge made of the LocalPlanner's decision: world (no cameras) → planner → bridge →
+    trajectory → control. Measured from the ingress's re-publication of ``planner/instruction`` (its
+    receipt) to the control node sending the first row of the first chunk (chunk stamp + chunk latency),
+    every hop traced through the ``derived`` stamps; also per stage (decision, task, first chunk)."""
+    from kinebridge.runtime.bus.sockets import Subscriber
+    from kinebridge.runtime.config import RuntimeConfig, load_config
+    from kinebridge.runtime.daemon.instruction import enable_in_config
+    from kinebridge.runtime.ingress.client import IngressProducer
+    from kinebridge.runtime.supervisor.launch import launch
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="kb-instr-"))
+    data = load_config(None).model_dump()
+    data["bus"]["ipc_dir"] = str(workdir / "bus")
+    data["nodes"] = {k: v for k, v in data["nodes"].items() if k != "recorder"}
+    enable_in_config(data, "world")
+    data["world"].update(seed=seed, mugs=1, distractors=1, particles=0, cameras={}, truth_hz=5.0)
+    cfg = RuntimeConfig.model_validate(data)
+    rt = launch(cfg, workdir / "run", log=lambda s: None)
+    rows = []
+    try:
+        eps = list(rt.cfg.endpoints(exclude="supervisor"))
+        sub = Subscriber(eps, (M.Instruction.TOPIC, M.Decision.TOPIC, M.Task.TOPIC, M.Chunk.TOPIC,
+                               M.ChunkLatency.TOPIC))
+        prod = IngressProducer(rt.cfg.ingress_endpoint(), "bench")
+        prod.wait_connected(3.0)
+        time.sleep(1.0)                       # the world's first truth: the planner's candidates
+        for i in range(n):
+            sent = prod.send(M.Instruction(text="pour water into the mug", dialogue_id=f"bench{i}"))
+            st: dict = {}
+            end = time.monotonic() + 10
+            while time.monotonic() < end and "setpoint" not in st:
+                m = sub.recv(100)
+                if m is None:
+                    continue
+                der = {(d.topic, d.stamp_ns) for d in m.derived}
+                if m.topic == M.Instruction.TOPIC and any(d.src == "bench" and d.seq == sent.seq for d in m.derived):
+                    st["ingress"] = m.stamp.stamp_ns
+                elif m.topic == M.Decision.TOPIC and (M.Instruction.TOPIC, st.get("ingress")) in der:
+                    st["decision"], st["status"] = m.stamp.stamp_ns, m.body.status
+                elif m.topic == M.Task.TOPIC and (M.Decision.TOPIC, st.get("decision")) in der:
+                    st["task"] = m.stamp.stamp_ns
+                elif m.topic == M.Chunk.TOPIC and "chunk" not in st and (M.Task.TOPIC, st.get("task")) in der:
+                    st["chunk"], st["chunk_seq"], st["chunk_src"] = m.stamp.stamp_ns, m.stamp.seq, m.stamp.src
+                elif m.topic == M.ChunkLatency.TOPIC and "chunk" in st and m.derived \
+                        and m.derived[0].seq == st["chunk_seq"] and m.derived[0].src == st["chunk_src"]:
+                    st["setpoint"] = st["chunk"] + m.body.latency_ns
+            st["sent"] = sent.stamp_ns
+            rows.append(st)
+            time.sleep(0.3)                   # the next instruction comes mid-motion: a re-plan
+        prod.close()
+        sub.close()
+    finally:
+        rt.shutdown()
+
+    def ms(a, b):
+        return [(r[b] - r[a]) / 1e6 for r in rows if a in r and b in r]
+    return {"instructions": n, "measured": len(ms("ingress", "setpoint")), "planner": "local",
+            "statuses": sorted({r.get("status", "none") for r in rows}),
+            "instruction_to_first_setpoint_ms": summary(ms("ingress", "setpoint"), digits=2),
+            "sent_to_first_setpoint_ms": summary(ms("sent", "setpoint"), digits=2),
+            "stages_ms": {"instruction_to_decision": summary(ms("ingress", "decision"), digits=2),
+                          "decision_to_task": summary(ms("decision", "task"), digits=2),
+                          "task_to_first_chunk": summary(ms("task", "chunk"), digits=2),
+                          "first_chunk_to_setpoint": summary(ms("chunk", "setpoint"), digits=2)}}
+
+
 # ------------------------------------------------------------------------------------- report
-def run(fuzz_n: int = 100_000, tasks: int = 20, out: Path = Path("out/bench/faults.json"), quick: bool = False) -> dict:
+def run(fuzz_n: int = 100_000, tasks: int = 20, out: Path = Path("out/bench/faults.json"), quick: bool = False,
+        latency_only: bool = False) -> dict:
     from tqdm import tqdm
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     res: dict = {"machine": {"cpus": os.cpu_count(), "euid": os.geteuid()}}
+    if latency_only:          # the task and instruction latencies only (no fuzzing, no faults)
+        res["task_latency"] = task_latency(3 if quick else tasks)
+        res["instruction_latency"] = instruction_latency(3 if quick else tasks)
+        out.write_text(json.dumps(res, indent=2, default=str))
+        return res
     with tqdm(total=100, desc="fuzz", unit="%") as bar:
         def prog(f):
             bar.n = int(100 * f)
@@ -487,6 +563,7 @@ def run(fuzz_n: int = 100_000, tasks: int = 20, out: Path = Path("out/bench/faul
     res["link"] = link_faults(5 if quick else 100, 5 if quick else 50)
     res["kill_supervisor"] = kill_supervisor()
     res["task_latency"] = task_latency(3 if quick else tasks)
+    res["instruction_latency"] = instruction_latency(3 if quick else tasks)
     out.write_text(json.dumps(res, indent=2, default=str))
     return res
 
@@ -494,7 +571,10 @@ def run(fuzz_n: int = 100_000, tasks: int = 20, out: Path = Path("out/bench/faul
 def print_report(r: dict) -> None:
     from rich.console import Console
     con = Console()
-    f = r["fuzz"]
+    f = r.get("fuzz")
+    if f is None:
+        _print_latency(con, r)
+        return
     con.print(f"[bold]fuzz[/bold]: {f['messages']} messages at {f.get('messages_per_s')}/s — control alive "
               f"{f.get('control_alive')} (restarts {f.get('control_restarts')}), supervisor failed {f.get('supervisor_failed')}, "
               f"setpoints outside limits {f.get('setpoints_outside_limits')}; dropped by reason {f.get('dropped_by_reason')}; "
@@ -512,9 +592,19 @@ def print_report(r: dict) -> None:
               f"{k.get('at_rest_after_s')} s, orphans after 2 s {k.get('orphans_after_2s')} (of {k.get('nodes_before')}); "
               f"second instance refused {k.get('second_instance_refused')} ({k.get('second_instance_message')}); "
               f"SIGTERM exit {k.get('sigterm_exit_code')}")
+    _print_latency(con, r)
+
+
+def _print_latency(con, r: dict) -> None:
     t = r["task_latency"]["task_to_first_setpoint_ms"]
     con.print(f"[bold]task → first setpoint[/bold] (ingress): p50 {t['p50']} ms, p95 {t['p95']} ms, max {t['max']} ms "
               f"over {t['n']}")
+    if "instruction_latency" in r:
+        il = r["instruction_latency"]
+        t = il["instruction_to_first_setpoint_ms"]
+        con.print(f"[bold]instruction → first setpoint[/bold] (ingress, LocalPlanner → bridge → trajectory → control): "
+                  f"p50 {t['p50']} ms, p95 {t['p95']} ms, max {t['max']} ms over {t['n']} (target ≤ 150 ms p95); "
+                  + ", ".join(f"{k} p95 {v['p95']} ms" for k, v in il["stages_ms"].items()))
 
 
 def main(argv=None) -> int:
@@ -523,9 +613,10 @@ def main(argv=None) -> int:
     ap.add_argument("--fuzz", type=int, default=100_000)
     ap.add_argument("--tasks", type=int, default=20)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--latency-only", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("out/bench/faults.json"))
     a = ap.parse_args(argv)
-    r = run(a.fuzz, a.tasks, a.out, a.quick)
+    r = run(a.fuzz, a.tasks, a.out, a.quick, a.latency_only)
     print_report(r)
     return 0
 

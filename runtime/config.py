@@ -15,11 +15,14 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kinebridge.drivers.arm.config import ArmConfig
+from kinebridge.runtime.bridge.config import BridgeSection
 from kinebridge.runtime.bus.sockets import BusError, check_endpoint, default_ipc_dir, endpoint_is_remote
 from kinebridge.runtime.camera.config import CameraSection
 from kinebridge.runtime.control.config import ControlConfig
 from kinebridge.runtime.ingress.config import IngressConfig
+from kinebridge.runtime.perception.config import PerceptionSection
 from kinebridge.runtime.planner.config import PlannerConfig
+from kinebridge.runtime.policy.config import PolicyConfig
 from kinebridge.runtime.supervisor.kinds import NODE_KINDS
 from kinebridge.runtime.trajectory.config import TrajectorySection
 from kinebridge.runtime.world.config import WorldSection
@@ -132,6 +135,9 @@ class RuntimeConfig(_Strict):
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     camera: CameraSection = Field(default_factory=CameraSection)
     world: WorldSection = Field(default_factory=WorldSection)
+    perception: PerceptionSection = Field(default_factory=PerceptionSection)
+    bridge: BridgeSection = Field(default_factory=BridgeSection)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     nodes: dict[str, NodeSpec] = Field(default_factory=dict)
 
     @field_validator("nodes")

@@ -164,7 +164,8 @@ def blocked_training_env(tmp_path: Path) -> dict:
 CONTROL_PATH = ["kinebridge.runtime.control.node", "kinebridge.runtime.control.loop", "kinebridge.runtime.bus.codec",
                 "kinebridge.runtime.bus.sockets", "kinebridge.runtime.bus.messages", "kinebridge.runtime.node",
                 "kinebridge.runtime.supervisor.supervisor", "kinebridge.runtime.supervisor.launch",
-                "kinebridge.runtime.trajectory.node", "kinebridge.runtime.recording.node"]
+                "kinebridge.runtime.trajectory.node", "kinebridge.runtime.recording.node",
+                "kinebridge.runtime.policy.decoder", "kinebridge.runtime.policy.node", "kinebridge.runtime.policy.replay"]
 
 
 def test_the_control_path_imports_with_torch_transformers_and_peft_impossible(tmp_path):

@@ -36,7 +36,7 @@ __all__ = ["SCHEMA_VERSION", "RESERVED", "Stamp", "ArraySpec", "Body", "TopicSpe
            "spec_of", "body_of", "validate", "json_schema", "Task", "Chunk", "ControlState", "ControlTiming",
            "ChunkLatency", "ChunkReject", "ArmLimitsMsg", "ControlCommand", "PlanMsg", "TaskDone", "TaskError", "Heartbeat", "EStop",
            "FrameRef", "CameraColor", "CameraDepth", "WorldTruth", "TruthRequest", "Keypoints", "Instruction",
-           "Decision", "Tokens", "MAX_CHUNK_ROWS", "ANY", "INGRESS_TOPICS"]
+           "Decision", "BridgeError", "SubtaskReport", "Tokens", "MAX_CHUNK_ROWS", "ANY", "INGRESS_TOPICS"]
 
 SCHEMA_VERSION = 1
 RESERVED = ("v", "seq", "stamp_ns", "src", "derived", "replayed")   # stamped by the bus, never part of a body
@@ -468,9 +468,11 @@ class WorldTruth(Body):
     world_time: float = Field(ge=0.0, description="simulated time since the scene was built (s)")
     clock_ns: int | None = Field(None, description="the world's time on CLOCK_MONOTONIC (ns), once it follows a clock")
     seed: int | None = None
-    target: str | None = None
+    target: str | None = Field(None, description="the object whose pour is counted in 'pour' (the scene's target "
+                                                 "unless a world/truth_request named another)")
     objects: list[dict[str, Any]] = Field(default_factory=list, max_length=64,
-                                          description="[{name, kind, pose, keypoints: {K: [x, y, z]}}]")
+                                          description="[{name, kind, class, color, size, position, pose, "
+                                                      "keypoints: {K: [x, y, z]}}]")
     held: dict[str, Any] | None = Field(None, description="the held mug: {pose, keypoints, water_inside}")
     flange: list[float] = Field(min_length=7, max_length=7)
     pour: dict[str, Any] | None = Field(None, description="water counts and collisions since the last reset "
@@ -481,10 +483,13 @@ class WorldTruth(Body):
 
 
 @topic("world/truth_request", publishers=(ANY,),
-       description="ask the world node for world/truth now (reset_pour: start counting a new pour)")
+       description="ask the world node for world/truth now (reset_pour: start counting a new pour, into target)")
 class TruthRequest(Body):
     request_id: str | None = Field(None, max_length=100)
     reset_pour: bool = False
+    target: str | None = Field(None, min_length=1, max_length=100,
+                               description="with reset_pour: count the new pour into this object (a mug or bowl of "
+                                           "the scene; default: the scene's target)")
 
 
 # ------------------------------------------------------------------------- coming with later issues
@@ -539,11 +544,32 @@ class PerceivedObject(BaseModel):
 
 
 @topic("perception/keypoints", publishers=("perception", "world", "replay"),
-       description="3D semantic keypoints of the objects in view (derived: the frame they came from)")
+       description="3D semantic keypoints of the objects in view, as planner candidates (derived: the frame "
+                   "they came from)")
 class Keypoints(Body):
     camera: str = ""
-    objects: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
-    reason: str | None = Field(None, description="why nothing was detected, when nothing was")
+    objects: list[dict[str, Any]] = Field(default_factory=list, max_length=64,
+                                          description="PerceivedObject dicts: id, class, keypoints, …")
+    reason: str | None = Field(None, max_length=1000,
+                               description="why nothing (or only low-confidence objects) was detected, when so")
+    frame_seq: int | None = Field(None, ge=0, description="the camera's frame number")
+    capture_ns: int | None = Field(None, description="CLOCK_MONOTONIC ns at capture of that frame")
+    width: int | None = Field(None, gt=0, le=8192)
+    height: int | None = Field(None, gt=0, le=8192)
+    model: str = Field("", max_length=200, description="the keypoint model (file stem @ sha256 prefix)")
+    provider: str = Field("", max_length=100, description="the ONNX Runtime execution provider it ran on")
+    stages_ms: dict[str, float] = Field(default_factory=dict, description="time per stage of this frame (ms)")
+
+    @_field_validator("objects")
+    @classmethod
+    def _objects(cls, v):
+        for n, o in enumerate(v):
+            try:
+                PerceivedObject.model_validate(o)
+            except ValidationError as exc:
+                e = exc.errors()[0]
+                raise ValueError(f"objects[{n}].{'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+        return v
 
 
 @topic("planner/instruction", publishers=("supervisor", "ingress"),
@@ -575,12 +601,54 @@ class Decision(Body):
     latency_ms: float | None = Field(None, ge=0.0, description="instruction received → decision (ms)")
 
 
+@topic("bridge/error", publishers=("bridge",),
+       description="a decision the bridge layer could not turn into a task (no task was published), with a code "
+                   "and the reason (derived: the decision)")
+class BridgeError(Body):
+    code: Literal["missing_keypoints", "invalid_keypoints", "stale_keypoints", "no_target", "no_arm_state",
+                  "out_of_reach", "unknown_skill", "no_interaction_state", "not_decided"]
+    reason: str = Field(max_length=4000)
+    target: str | None = Field(None, max_length=100, description="the decision's target")
+    skill: str | None = Field(None, max_length=100, description="the decision's skill")
+    dialogue_id: str | None = Field(None, max_length=100)
+
+
+@topic("bridge/subtask", publishers=("bridge",),
+       description="how one sub-task of a decision went: started (its task was sent), done, failed (why) or skipped "
+                   "(an earlier one failed, or a newer decision superseded it); derived: the decision, and the task "
+                   "and its end when there were")
+class SubtaskReport(Body):
+    index: int = Field(ge=0, le=31, description="the sub-task's place in the decision's subtasks (0 = first)")
+    count: int = Field(ge=1, le=32, description="sub-tasks in the decision (a decision without any counts as one)")
+    step: int = Field(ge=0, le=31, description="the task it is executed in: consecutive sub-tasks with the same skill "
+                                               "and target are phases of one skill motion, one task")
+    status: Literal["started", "done", "failed", "skipped"]
+    skill: str | None = Field(None, max_length=100, description="the sub-task's skill (the planner's name)")
+    target: str | None = Field(None, max_length=100, description="the candidate id it acts on")
+    description: str | None = Field(None, max_length=1000, description="the sub-task in words")
+    reason: str | None = Field(None, max_length=4000, description="failed / skipped: why")
+    task_id: str | None = Field(None, max_length=100, description="the task it was sent as, once it was")
+    keypoints_source: str | None = Field(None, max_length=100,
+                                         description="where the target's keypoints came from: perception, or "
+                                                     "world (the simulated world's ground truth)")
+    dialogue_id: str | None = Field(None, max_length=100)
+
+
 @topic("policy/tokens", publishers=("policy", "ingress", "replay"),
-       description="action tokens from a VLA for the decoder, for the observation at obs_ns")
+       description="action tokens from a VLA for the decoder, for the observation at obs_ns: one chunk's code "
+                   "sequence with its delimiters, in the tokenizer's id space (its manifest's token layout)")
 class Tokens(Body):
-    obs_ns: int = Field(description="CLOCK_MONOTONIC ns of the observation the tokens were generated for")
-    tokenizer: str = ""
+    obs_ns: int = Field(description="CLOCK_MONOTONIC ns of the observation the tokens were generated for; the "
+                                    "decoded chunk starts there (t0), so late tokens are judged stale like any chunk")
+    tokenizer: str = Field("", max_length=200,
+                           description="the id of the tokenizer the codes belong to (its manifest's id); '' = the "
+                                       "decoder's own")
+    q_obs: list[float] | None = Field(None, min_length=7, max_length=7,
+                                      description="the joints (rad) observed at obs_ns that the chunk is relative to; "
+                                                  "None: the decoder takes the commanded joints at obs_ns from "
+                                                  "control/state")
     ARRAYS: ClassVar = {"codes": ArraySpec("int32", (None,), max_rows=4096, min_rows=1)}
+
 
 #: what an outside producer may ever publish through the ingress: kinebridge's own topics whose publishers name
 #: the ingress (or any kind) — never a heartbeat, which only a node sends about itself. Fixed here, when the

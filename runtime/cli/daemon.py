@@ -37,6 +37,24 @@ def add_run(sub):
     ru.add_argument("--out", type=Path, default=Path("out/run"), help="parent of the run directory (logs, summary, recording)")
     ru.add_argument("--ipc-dir", default=None, help="directory of the bus sockets (overrides bus.ipc_dir)")
     ru.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    ru.add_argument("--policy", nargs="+", metavar=("POLICY", "DATASET"), default=None,
+                    help="drive the arm from a policy's action tokens instead of the trajectory node: "
+                         "`--policy replay-tokens DATASET` streams a Kine data set's tokens through the decoder node "
+                         "([policy]; the run lasts --timeout, the simulated arm starts at the episode's start)")
+    ru.add_argument("--instruction", default=None, metavar="TEXT",
+                    help="run the whole pipeline on the simulated world instead of the one --goal task: world → camera "
+                         "→ perception → planner → bridge → trajectory → control; the summary has the decision, each "
+                         "sub-task's outcome and the world's pour score (in target, spilt, collisions, success); exit 0 "
+                         "when every sub-task was done (whether the world calls the pour a success is in the summary)")
+    ru.add_argument("--pipeline", action="store_true",
+                    help="with --serve: run the pipeline --instruction runs (world, perception, planner, bridge on the "
+                         "simulated world) as a daemon that takes instructions (`kinebridge task --instruction`)")
+    ru.add_argument("--keypoints", choices=("auto", "perception", "world"), default="auto",
+                    help="--instruction / --pipeline: where candidates and the target's keypoints come from (auto: "
+                         "perception's when usable, else the world's ground truth)")
+    ru.add_argument("--scene-seed", type=int, default=None, help="--instruction: the world's scene seed (world.seed)")
+    ru.add_argument("--settle", type=float, default=2.0,
+                    help="--instruction: seconds the water settles after the arm is at rest, before the world scores")
     ru.set_defaults(func=_run_run)
 
 
@@ -57,9 +75,23 @@ def _run_run(args) -> int:
         config=str(args.config) if args.config else None, goal=_floats(args.goal, 4, "--goal"),
         replan_goal=_floats(args.replan_goal, 4, "--replan-goal") if args.replan_goal else None,
         replan_after_s=args.replan_after, serve=args.serve, out=str(args.out), timeout_s=args.timeout,
-        rate_hz=args.rate, ipc_dir=args.ipc_dir, record=not args.no_record)
+        rate_hz=args.rate, ipc_dir=args.ipc_dir, record=not args.no_record,
+        policy=args.policy[0] if args.policy else None,
+        policy_source=args.policy[1] if args.policy and len(args.policy) > 1 else None,
+        instruction=args.instruction, keypoints=args.keypoints, scene_seed=args.scene_seed, settle_s=args.settle,
+        pipeline=args.pipeline)
+    if args.pipeline and not args.serve:
+        raise ValueError("--pipeline serves the pipeline as a daemon: add --serve (or run one --instruction)")
+    if args.instruction is not None and (args.serve or args.policy):
+        raise ValueError("--instruction runs one instruction; with --serve send it with `kinebridge task --instruction`"
+                         if args.serve else "--instruction and --policy are two ways to drive the arm: choose one")
+    if args.policy and len(args.policy) > 2:
+        raise ValueError(f"--policy takes POLICY [DATASET], got {args.policy}")
     log = (lambda text: print(text, file=sys.stderr)) if args.json else print
     summary = run_mod.run(opts, log=log)
+    if args.policy and not args.serve:             # a policy run completes when its policy node is done
+        summary["completed"] = any(n.get("kind") == "policy" and n.get("status") == "done"
+                                   for n in (summary.get("nodes") or {}).values())
     if args.json:
         import json
         print(json.dumps(summary, indent=2, default=str))
@@ -67,6 +99,11 @@ def _run_run(args) -> int:
         run_mod.print_summary(summary)
     if summary.get("failed"):
         print(f"kinebridge: error: {summary['failed']}", file=sys.stderr)
+        return 1
+    if args.instruction is not None and not summary.get("completed"):
+        inst = summary.get("instruction") or {}
+        print(f"kinebridge: error: the instruction did not complete ({inst.get('error') or summary.get('interrupted')})",
+              file=sys.stderr)
         return 1
     if not args.serve and not summary.get("completed"):
         errs = [t.get("error") for t in summary.get("tasks", []) if t.get("error")]

@@ -35,6 +35,7 @@ def add_eval(sub):
     la.add_argument("--out", type=Path, default=Path("out/lasa"), help="output directory")
     la.add_argument("--no-plot", action="store_true", help="skip the figures")
     la.set_defaults(func=_run_eval_lasa)
+    __import__("kinebridge.runtime.cli.skill", fromlist=["add_eval_pour"]).add_eval_pour(ev_sub)
 
 
 def add_bench(sub):
@@ -93,6 +94,7 @@ def add_bench(sub):
     rt.add_argument("--out", type=Path, default=Path("out/bench/runtime.json"), help="JSON output path")
     rt.set_defaults(func=_run_bench_runtime)
     __import__("kinebridge.runtime.cli.world", fromlist=["add_bench_camera"]).add_bench_camera(be_sub)
+    __import__("kinebridge.runtime.cli.perception", fromlist=["add_bench"]).add_bench(be_sub)
     fa = be_sub.add_parser(
         "faults", help="the daemon against bad input and faults: fuzzing, kill -9 of the supervisor, a second "
                        "instance, task latency through the ingress",
@@ -104,6 +106,9 @@ def add_bench(sub):
     fa.add_argument("--fuzz", type=int, default=100_000, help="fuzz messages")
     fa.add_argument("--tasks", type=int, default=20, help="tasks timed through the ingress")
     fa.add_argument("--quick", action="store_true", help="small run (for tests)")
+    fa.add_argument("--latency-only", action="store_true",
+                    help="only the latencies through the ingress: tasks, and instructions (LocalPlanner → bridge → "
+                         "trajectory → control: instruction → first setpoint)")
     fa.add_argument("--out", type=Path, default=Path("out/bench/faults.json"), help="JSON output path")
     fa.set_defaults(func=_run_bench_faults)
 
@@ -167,7 +172,7 @@ def _run_bench_arm(args) -> int:
 def _run_bench_faults(args) -> int:
     from kinebridge.bench import faults
 
-    r = faults.run(args.fuzz, args.tasks, args.out, args.quick)
+    r = faults.run(args.fuzz, args.tasks, args.out, args.quick, args.latency_only)
     faults.print_report(r)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinebridge.runtime.cli import daemon, evaluate, operate, recording, setup, sim
+from kinebridge.runtime.cli import daemon, evaluate, operate, perception, recording, setup, sim
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_keys(sub)
     operate.add(sub)
     setup.add(sub)
+    perception.add(sub)
     __import__("kinebridge.runtime.cli.planner", fromlist=["add"]).add(sub)
     __import__("kinebridge.runtime.cli.world", fromlist=["add"]).add(sub)
+    __import__("kinebridge.runtime.cli.skill", fromlist=["add"]).add(sub)
+    __import__("kinebridge.runtime.cli.tokenizer", fromlist=["add"]).add(sub)
     return p
 
 

@@ -5,6 +5,8 @@ default) — the running runtime wrote where it listens into ``<ipc_dir>/runtime
 
 * ``task`` publishes a task through the ingress (a validated, authorised producer like any other) and,
   with ``--wait``, follows it on the trajectory node's topics until it ends: exit 0 only if it completed;
+  ``task --instruction TEXT`` publishes ``planner/instruction`` instead, and ``--wait`` follows its
+  decision and every sub-task (``bridge/subtask``) until they have ended;
 * ``status`` asks the supervisor (nodes, restarts, real-time grants, link, controller errors, current
   task, latched/failed): exit 0 only when healthy, so monitoring can use the exit code;
 * ``stop`` (decelerate and hold), ``estop`` (the controller's stop, latched) and ``clear`` (acknowledge an
@@ -79,6 +81,11 @@ def add_task(sub):
     ta.add_argument("--goal", default=None, help="x,y,z,qw,qx,qy,qz goal frame (m)")
     ta.add_argument("--start", default=None, help="x,y,z,qw,qx,qy,qz start frame (default: the arm's pose)")
     ta.add_argument("--skill", default=None, help="skill name or skill file (default: the daemon's trajectory.skill)")
+    ta.add_argument("--instruction", default=None, metavar="TEXT",
+                    help="an instruction in words for the daemon's planner (planner/instruction) instead of a task; "
+                         "with --wait, follow its decision and every sub-task (bridge/subtask) until they end")
+    ta.add_argument("--dialogue", default=None, help="--instruction: the dialogue id (answer a planner's question "
+                                                     "in the dialogue that asked it)")
     ta.add_argument("--wait", action="store_true", help="wait until the task ends; exit 0 only if it completed")
     ta.add_argument("--wait-timeout", type=float, default=120.0, help="give up waiting after this many seconds")
     ta.add_argument("--json", action="store_true", help="print the outcome as JSON")
@@ -91,8 +98,12 @@ def _run_task(args) -> int:
     from kinebridge.runtime.bus.sockets import Subscriber
     from kinebridge.runtime.ingress.client import IngressProducer
 
+    if args.instruction is not None:
+        if args.cup is not None or args.goal is not None:
+            raise ValueError("give either --instruction (the planner decides) or a task (--cup/--goal), not both")
+        return _run_instruction(args)
     if args.cup is None and args.goal is None:
-        raise ValueError("give the task: --cup x,y,z,yaw (pour) or --goal x,y,z,qw,qx,qy,qz")
+        raise ValueError("give the task: --cup x,y,z,yaw (pour), --goal x,y,z,qw,qx,qy,qz or --instruction TEXT")
     params = {"cup": list(floats(args.cup, 4, "--cup"))} if args.cup is not None else None
     goal = list(floats(args.goal, 7, "--goal")) if args.goal is not None else None
     start = list(floats(args.start, 7, "--start")) if args.start is not None else None
@@ -131,6 +142,77 @@ def _run_task(args) -> int:
             return 1
         out.update(completed=False, error=f"no end within {args.wait_timeout:g} s")
         print(json.dumps(out) if args.json else f"task {task.task_id}: {out['error']}", file=sys.stderr)
+        return 1
+    finally:
+        prod.close()
+        if sub is not None:
+            sub.close()
+
+
+def _run_instruction(args) -> int:
+    """``kinebridge task --instruction``: planner/instruction through the ingress; --wait follows the decision
+    (planner/decision) and the sub-tasks (bridge/subtask) until every one has ended — exit 0 only if all
+    were done (1: asked, failed, or a sub-task failed)."""
+    from kinebridge.runtime.bus import messages as M
+    from kinebridge.runtime.bus.sockets import Subscriber
+    from kinebridge.runtime.ingress.client import IngressProducer
+
+    body = M.Instruction(text=args.instruction, dialogue_id=args.dialogue or "cli-" + uuid.uuid4().hex[:8])
+    info = _info(args)
+    sub = None
+    if args.wait:
+        eps = [ep for ep, name in info.get("endpoints", {}).items() if name not in ("supervisor",)]
+        sub = Subscriber(eps, (M.Decision.TOPIC, M.SubtaskReport.TOPIC), name="kinebridge task")
+        time.sleep(0.2)
+    prod = IngressProducer(info["ingress"], "kinebridge-task")
+    out: dict = {"instruction": body.text, "dialogue_id": body.dialogue_id}
+
+    def say(text: str, err: bool = False) -> None:
+        if not args.json:
+            print(text, file=sys.stderr if err else sys.stdout)
+    try:
+        if not prod.wait_connected(args.timeout):
+            raise TimeoutError(f"the runtime's ingress ({info['ingress']}) is not accepting connections")
+        out["sent_ns"] = prod.send(body).stamp_ns
+        if sub is None:
+            print(json.dumps(out) if args.json else f"instruction sent (dialogue {body.dialogue_id})")
+            return 0
+        end = time.monotonic() + args.wait_timeout
+        decision, reports = None, {}
+        while time.monotonic() < end:
+            m = sub.recv(200)
+            if m is None or m.body.dialogue_id != body.dialogue_id:
+                continue
+            if m.topic == M.Decision.TOPIC and decision is None:
+                decision = m
+                b = m.body
+                out["decision"] = {"status": b.status, "skill": b.skill, "target": b.target, "question": b.question,
+                                   "reason": b.reason, "planner": b.planner, "latency_ms": b.latency_ms,
+                                   "subtasks": len(b.subtasks)}
+                say(f"decision: {b.status} " + (f"{b.skill} → {b.target} ({len(b.subtasks)} sub-task(s))"
+                                                if b.status == "decided" else (b.question or b.reason or "")))
+                if b.status != "decided":
+                    out["completed"] = False
+                    if args.json:
+                        print(json.dumps(out))
+                    return 1
+            elif m.topic == M.SubtaskReport.TOPIC and decision is not None and \
+                    any(d.stamp_ns == decision.stamp.stamp_ns for d in m.derived):
+                r = m.body
+                reports[r.index] = {"index": r.index, "skill": r.skill, "target": r.target, "status": r.status,
+                                    "reason": r.reason, "task_id": r.task_id, "keypoints_source": r.keypoints_source}
+                say(f"sub-task {r.index + 1}/{r.count} {r.status}: {r.skill} on {r.target}"
+                    + (f" — {r.reason}" if r.reason else ""), err=r.status == "failed")
+                if len(reports) == r.count and all(x["status"] in ("done", "failed", "skipped")
+                                                   for x in reports.values()):
+                    out["subtasks"] = [reports[k] for k in sorted(reports)]
+                    out["completed"] = all(x["status"] == "done" for x in out["subtasks"])
+                    if args.json:
+                        print(json.dumps(out))
+                    return 0 if out["completed"] else 1
+        out.update(completed=False, subtasks=[reports[k] for k in sorted(reports)],
+                   error=f"no end within {args.wait_timeout:g} s")
+        print(json.dumps(out) if args.json else f"instruction: {out['error']}", file=sys.stderr)
         return 1
     finally:
         prod.close()

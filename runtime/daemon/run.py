@@ -44,6 +44,13 @@ class RunOptions:
     rate_hz: float | None = None
     ipc_dir: str | None = None
     record: bool = True
+    policy: str | None = None                   # --policy replay-tokens: the decoder + policy nodes drive the arm
+    policy_source: str | None = None            # … and its data set
+    instruction: str | None = None              # --instruction: world → … → control on the simulated world
+    keypoints: str = "auto"                     # … where candidates and keypoints come from (auto, perception, world)
+    scene_seed: int | None = None               # … the world's scene seed (overrides world.seed)
+    settle_s: float = 2.0                       # … the water settles this long after the arm is at rest
+    pipeline: bool = False                      # --serve --pipeline: that runtime as a daemon (task --instruction)
 
 
 def _prepare(opts: RunOptions) -> tuple[RuntimeConfig, Path]:
@@ -68,6 +75,14 @@ def _prepare(opts: RunOptions) -> tuple[RuntimeConfig, Path]:
     data["nodes"] = {k: v.model_dump() for k, v in nodes.items()}
     if "recorder" in {v.kind for v in nodes.values()} and opts.config is None:
         data["recorder"]["directory"] = str(run_dir)
+    if opts.policy is not None:
+        from kinebridge.runtime.policy.replay import enable_in_config
+        enable_in_config(data, opts.policy, opts.policy_source)
+    if opts.instruction is not None or opts.pipeline:
+        from kinebridge.runtime.daemon.instruction import enable_in_config as enable_instruction
+        enable_instruction(data, opts.keypoints)
+        if opts.scene_seed is not None:
+            data["world"]["seed"] = int(opts.scene_seed)
     cfg = RuntimeConfig.model_validate(data)
     from kinebridge.runtime.daemon.checks import refuse_dangerous
     refuse_dangerous(cfg, opts.config or "embedded default")
@@ -106,6 +121,26 @@ def _task(cup) -> M.Task:
 
 def _ended(msgs, topic: str, task: M.Stamp) -> bool:
     return any(m.topic == topic and any(d.stamp_ns == task.stamp_ns for d in m.derived) for m in msgs)
+
+
+def _instruction(opts: RunOptions, rt, stop, log, summary: dict) -> dict:
+    """``--instruction``: one instruction through world → … → control, scored by the world."""
+    from kinebridge.drivers.arm.factory import model_of
+    from kinebridge.runtime.daemon.instruction import execute
+
+    sup = rt.supervisor
+    perception = any(s.enabled and s.kind == "perception" for s in rt.cfg.nodes.values())
+    inst = execute(sup, opts.instruction, timeout_s=opts.timeout_s, settle_s=opts.settle_s, perception=perception,
+                   should_stop=lambda: stop["flag"], log=log)
+    tasks = inst.pop("task_stamps")
+    sup.poll(50)
+    summary["instruction"] = inst
+    summary["completed"] = inst["completed"]
+    summary["failed"] = sup.failed
+    summary["events"] = [e for _, e in sup.events]
+    summary["nodes"] = sup.status()
+    summary.update(summarize_run(sup.messages, tasks, model_of(rt.cfg.arm).d7))
+    return summary
 
 
 def run(opts: RunOptions, log=print) -> dict:
@@ -150,7 +185,11 @@ def run(opts: RunOptions, log=print) -> dict:
                       "ipc_dir": cfg.bus.ipc_dir, "serve": opts.serve})
         notify.status("starting")
         try:
-            rt = launch(cfg, run_dir, listen=LISTEN, log=log, t_start=t_cmd, should_stop=lambda: stop["flag"])
+            listen = LISTEN
+            if opts.instruction is not None and not opts.serve:
+                from kinebridge.runtime.daemon.instruction import LISTEN as LISTEN_INSTRUCTION
+                listen = LISTEN + LISTEN_INSTRUCTION
+            rt = launch(cfg, run_dir, listen=listen, log=log, t_start=t_cmd, should_stop=lambda: stop["flag"])
         except Interrupted as exc:
             summary["interrupted"] = str(exc)
             log(f"stopped during start-up ({exc})")
@@ -164,6 +203,8 @@ def run(opts: RunOptions, log=print) -> dict:
         if latched:
             summary["failed"] = f"the arm is held ({latched}); `kinebridge clear` resumes"
             return summary
+        if opts.instruction is not None:
+            return _instruction(opts, rt, stop, log, summary)
         tasks = [sup.send(_task(opts.goal))]
         t_task = time.monotonic()
         sent_replan = opts.replan_goal is None

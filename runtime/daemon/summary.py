@@ -100,6 +100,41 @@ def _fmt(v, unit="", nd=2):
     return "—" if v is None else f"{v:.{nd}f}{unit}"
 
 
+def _instruction_rows(t, inst: dict) -> None:
+    """``kinebridge run --instruction``: the decision, each sub-task, the world's score."""
+    from rich.markup import escape as esc
+
+    t.add_row("instruction", repr(inst.get("text")))
+    d = inst.get("decision")
+    if d is None:
+        t.add_row("decision", "[red]none[/red]")
+    else:
+        what = (f"{d['skill']} → {d['target']}" if d["status"] == "decided" else d.get("question") or d.get("reason"))
+        t.add_row("decision", f"{d['status']}: {esc(str(what))}  ({d['planner']}, {_fmt(d.get('latency_ms'), ' ms', 1)}; "
+                              f"candidates from {d.get('candidates_from') or '?'}: {', '.join(d['candidates'])})")
+    per = inst.get("perception")
+    if per is not None:
+        t.add_row("perception", f"{per['messages']} messages, {per['objects']} object(s) in the last"
+                                + (f" — {esc(per['reason'])}" if per.get("reason") else ""))
+    for r in inst.get("subtasks", []):
+        colour = {"done": "green", "failed": "red", "skipped": "yellow"}.get(r["status"], "white")
+        t.add_row(f"sub-task {r['index']}", f"[{colour}]{r['status']}[/{colour}] {r['skill']} on {r['target']}"
+                                           + (f": {esc(r['description'])}" if r.get("description") else "")
+                                           + (f"  (keypoints: {esc(r['keypoints_source'])})"
+                                              if r.get("keypoints_source") else "")
+                                           + (f" — {esc(r['reason'])}" if r.get("reason") else ""))
+    w = inst.get("world")
+    if w is not None:
+        ok = w.get("success")
+        t.add_row("world's score", f"[{'green' if ok else 'red'}]{'success' if ok else 'no success'}[/]  in target "
+                                   f"{w.get('in_target')}/{w.get('total')}, spilt {w.get('spilt')}, in flight "
+                                   f"{w.get('in_flight')}, left in the held mug {w.get('in_source')}, collisions "
+                                   f"{w.get('collisions')}" + (f" ({', '.join(w['collided_with'])})"
+                                                               if w.get("collided_with") else ""))
+    if inst.get("error"):
+        t.add_row("outcome", f"[red]{esc(inst['error'])}[/red]")
+
+
 def print_summary(s: dict) -> None:
     """The run summary as a table (rich)."""
     from rich.console import Console
@@ -111,6 +146,9 @@ def print_summary(s: dict) -> None:
     t.add_column("value")
     t.add_row("completed", str(s.get("completed")) + (f"  (FAILED: {s['failed']})" if s.get("failed") else ""))
     t.add_row("ready to stream", _fmt(s.get("ready_to_stream_s"), " s") + f"   all nodes ready {_fmt(s.get('all_nodes_ready_s'), ' s')}")
+    inst = s.get("instruction")
+    if inst:
+        _instruction_rows(t, inst)
     loop = s.get("loop")
     if loop:
         pe = loop["period_error_us"]

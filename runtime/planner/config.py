@@ -40,6 +40,11 @@ class PlannerConfig(BaseModel):
                                       description="an instruction not decided by then gets a failed decision (s)")
     candidates_max_age_s: float = Field(5.0, gt=0.0, le=3600.0,
                                         description="perception/keypoints older than this are not decided on (s)")
+    candidates: Literal["perception", "world", "auto"] = Field(
+        "perception", description="what the planner decides on: perception/keypoints, the simulated world's ground "
+                                  "truth (world/truth: every object with its class, colour, size and keypoints), or "
+                                  "auto: perception's when its latest message has an object with keypoints, else the "
+                                  "world's")
     scene_seed: int | None = Field(None, ge=0, description="decide on this simulated scene's ground truth "
                                                            "(SceneSpec.random(seed, ambiguous=true); needs the "
                                                            "world extra) instead of perception/keypoints")

@@ -50,7 +50,7 @@ class _Job:
 
 
 class PlannerNode(Node):
-    topics = (M.Instruction.TOPIC, M.Keypoints.TOPIC)
+    topics = (M.Instruction.TOPIC, M.Keypoints.TOPIC, M.WorldTruth.TOPIC)
     tick_hz = 20.0
 
     def setup(self) -> None:
@@ -65,7 +65,8 @@ class PlannerNode(Node):
 
             world = World(SceneSpec.random(self.pcfg.scene_seed, ambiguous=True, particles=0, tool="none"))
             self.scene_cands = from_world(world)
-        self.keypoints = None              # (message, candidates, local time received)
+        self.keypoints = None              # (message, candidates, local time received): the candidates in use
+        self.sources: dict = {}            # "perception" | "world" → (message, candidates, local time received)
         self.dialogues: dict = {}
         self.jobs: queue.Queue = queue.Queue()
         self.results: queue.Queue = queue.Queue()
@@ -121,23 +122,32 @@ class PlannerNode(Node):
         return None
 
     def on_message(self, msg) -> None:
-        if msg.topic == M.Keypoints.TOPIC:
+        if msg.topic in (M.Keypoints.TOPIC, M.WorldTruth.TOPIC):
             from kinebridge.runtime.planner.candidates import CandidateError, from_keypoints_message
 
+            src = "perception" if msg.topic == M.Keypoints.TOPIC else "world"
+            if self.pcfg.candidates not in (src, "auto"):
+                return
             try:
-                self.keypoints = (msg, from_keypoints_message(msg), time.monotonic())
+                objects = msg.body.objects
+                if src == "world":     # the world's table objects (the held mug is not among them)
+                    objects = [o for o in objects if o.get("class") and o.get("keypoints")]
+                self.sources[src] = (msg, from_keypoints_message(objects), time.monotonic())
                 self.detail.pop("keypoints_error", None)
             except CandidateError as exc:
                 self.detail["keypoints_error"] = str(exc)[:300]
+            self.keypoints = self._candidates()
             return
         if msg.topic != M.Instruction.TOPIC:
             return
         if self.scene_cands is not None:
             cands, derived, image = self.scene_cands, [msg.stamp], None
         else:
-            kp = self.keypoints
+            kp = self.keypoints = self._candidates() if self.sources else self.keypoints
             if kp is None:
-                return self._refuse(msg, "no perception/keypoints received yet: no candidates to decide on")
+                what = {"perception": M.Keypoints.TOPIC, "world": M.WorldTruth.TOPIC}.get(
+                    self.pcfg.candidates, f"{M.Keypoints.TOPIC} or {M.WorldTruth.TOPIC}")
+                return self._refuse(msg, f"no {what} received yet: no candidates to decide on")
             age = time.monotonic() - kp[2]
             if age > self.pcfg.candidates_max_age_s:
                 return self._refuse(msg, f"the latest perception/keypoints are {age:.1f} s old (> "
@@ -149,6 +159,15 @@ class PlannerNode(Node):
             self.counts["refused"] += 1
             return self._refuse(msg, f"busy: {MAX_QUEUED} instructions are waiting")
         self.jobs.put(_Job(msg, list(cands), derived, image))
+
+    def _candidates(self):
+        """The candidates to decide on (``[planner] candidates``; auto: perception's latest message when it
+        has an object with keypoints and is fresh, else the world's ground truth)."""
+        per, world = self.sources.get("perception"), self.sources.get("world")
+        if self.pcfg.candidates == "auto" and world is not None:
+            fresh = per is not None and time.monotonic() - per[2] <= self.pcfg.candidates_max_age_s
+            return per if fresh and per[1] else world
+        return per if self.pcfg.candidates != "world" else world
 
     def _refuse(self, msg, reason: str) -> None:
         from kinebridge.runtime.planner.base import Decision
@@ -195,7 +214,7 @@ class PlannerNode(Node):
             "busy_s": None if job is None or job.started is None else round(time.monotonic() - job.started, 2),
             "queued": self.jobs.qsize(), **self.counts, "last_ms": self.last_ms,
             "candidates": "scene" if self.scene_cands is not None else
-            ("none yet" if self.keypoints is None else f"{len(self.keypoints[1])} from perception/keypoints")}
+            ("none yet" if self.keypoints is None else f"{len(self.keypoints[1])} from {self.keypoints[0].topic}")}
         if self.status in ("ready", "degraded"):
             self.status = "degraded" if str(state).startswith("down") else "ready"
 

@@ -55,6 +55,14 @@ NODE_KINDS: dict[str, NodeKind] = {k.name: k for k in (
              "a camera ([camera]): frames into a shared-memory ring, camera/frame, recorded frames"),
     NodeKind("world", "kinebridge.runtime.world.node:WorldNode", False, START_WITH_ARM, 1,
              "the simulated MuJoCo world ([world]) following control/state, its synthetic cameras, world/truth"),
+    NodeKind("perception", "kinebridge.runtime.perception.node:PerceptionNode", False, START_ONCE_STREAMING, 1,
+             "camera frames → keypoint model (ONNX) → tracked 3D keypoints as planner candidates ([perception])"),
+    NodeKind("bridge", "kinebridge.runtime.bridge.node:BridgeNode", False, START_ONCE_STREAMING, 1,
+             "the bridge layer: planner/decision + the target's keypoints → a validated task ([bridge])"),
+    NodeKind("decoder", "kinebridge.runtime.policy.node:DecoderNode", False, START_ONCE_STREAMING, 1,
+             "VLA action tokens → validated, anchored, timestamped joint chunks (policy/tokens → chunk; [policy])"),
+    NodeKind("policy", "kinebridge.runtime.policy.node:PolicyNode", False, START_ONCE_STREAMING, 1,
+             "a VLA's stand-in: [policy] producer = replay-tokens streams a data set's tokens (policy/tokens)"),
 )}
 
 

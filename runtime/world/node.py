@@ -29,8 +29,11 @@ renders run in the cameras' threads at a lower priority (nice +10: physics and t
 on a busy machine) and read the world under its lock.
 
 **Ground truth.** ``world/truth`` (``[world] truth_hz``, and at once on ``world/truth_request``):
-every object's pose and keypoints, the held mug, the flange, the joints the world shows and the
-pour counts of the scene's target since the start or the last ``reset_pour``.
+every object's pose, keypoints, class, colour, size and position (what a planner decides on, so the
+truth can serve as its candidates: ``[planner] candidates = "world"``), the held mug, the flange, the
+joints the world shows and the pour counts since the start or the last ``reset_pour`` — of the
+scene's target, or of the request's ``target`` (``kinebridge run --instruction`` counts the pour into
+the decided target).
 
 The node is another process, so it never delays the control loop (measured: ``kinebridge bench
 camera`` compares the loop's period error with and without it).
@@ -90,6 +93,20 @@ def _plain(v):
     return v
 
 
+def _describe(o, T) -> dict:
+    """What a planner needs of a scene object besides its keypoints (the same fields as perception's
+    candidates: ``class``, ``color`` RGB, ``size`` width/depth/height m, ``position``), so ``world/truth``
+    can serve as the candidates (``[planner] candidates = "world"``)."""
+    from kinebridge.runtime.planner.candidates import _class_of_spec, _size_of_spec
+
+    out = {"class": _class_of_spec(o), "color": [float(x) for x in o.color[:3]],
+           "position": [float(x) for x in np.asarray(T, float)[:3, 3]]}
+    size = _size_of_spec(o)
+    if size is not None:
+        out["size"] = [float(x) for x in size]
+    return out
+
+
 class WorldNode(CameraNode):
     def subscriptions(self):
         return (M.ControlState.TOPIC, M.TruthRequest.TOPIC)
@@ -110,12 +127,21 @@ class WorldNode(CameraNode):
         self._new_monitor()
         return {name: make_camera(c, world=self.world) for name, c in cams.items()}
 
-    def _new_monitor(self) -> None:
+    def _new_monitor(self, target: str | None = None) -> None:
+        """Count a new pour into ``target`` (default: the scene's target); an object that is not a container
+        of the scene is reported in the heartbeat (``pour_error``) and the scene's target counted instead."""
         from kinebridge.drivers.world.scoring import PourMonitor
 
         if self.monitor is not None:
             self.monitor.close()
             self.monitor = None
+        self.detail.pop("pour_error", None)
+        if target is not None:
+            try:
+                self.monitor = PourMonitor(self.world, target)
+                return
+            except ValueError as exc:
+                self.detail["pour_error"] = str(exc)[:300]
         if self.world.scene.target is not None:
             self.monitor = PourMonitor(self.world)
 
@@ -179,7 +205,7 @@ class WorldNode(CameraNode):
             body: M.TruthRequest = msg.body
             if body.reset_pour:
                 with self.world.lock:
-                    self._new_monitor()
+                    self._new_monitor(body.target)
             self.publish_truth(body.request_id, derived=[msg.stamp])
 
     # ----------------------------------------------------------------------------- physics
@@ -283,14 +309,16 @@ class WorldNode(CameraNode):
             clock = w.clock_s
         kps = gt["keypoints"]
         objects = [{"name": o.name, "kind": o.kind, "pose": pose7(gt["objects"][o.name]),
-                    "keypoints": {k: [float(x) for x in v] for k, v in kps.get(o.name, {}).items()}}
+                    "keypoints": {k: [float(x) for x in v] for k, v in kps.get(o.name, {}).items()},
+                    **_describe(o, gt["objects"][o.name])}
                    for o in w.scene.objects]
         held = None
         if gt["held"] is not None:
             held = {"pose": pose7(gt["held"]), "water_inside": inside,
                     "keypoints": {k: [float(x) for x in v] for k, v in kps.get("tool", {}).items()}}
         body = M.WorldTruth(world_time=float(gt["time"]), clock_ns=None if clock is None else int(round(clock * 1e9)),
-                            seed=w.scene.seed, target=w.scene.target, objects=objects, held=held,
+                            seed=w.scene.seed, target=self.monitor.target if self.monitor is not None else
+                            w.scene.target, objects=objects, held=held,
                             flange=pose7(gt["flange"]), pour=None if score is None else _plain(score.to_dict()),
                             following=self._following(time.monotonic()), request_id=request_id)
         return body, {"q": np.asarray(gt["arm_q"], np.float64)}

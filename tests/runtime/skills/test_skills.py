@@ -119,7 +119,7 @@ def test_the_registry_resolves_task_parameters_and_names_what_is_wrong(tmp_path)
     assert registry.load_skill(str(path)).name == "pour"
     with pytest.raises(ValueError, match="takes no task parameters"):     # a skill file: frames only
         registry.resolve_goal(str(path), {"cup": [0.4, 0.1, 0.08, 0]})
-    assert registry.skill_names() == ["pour"] and registry.entry("pour").file.is_file()
+    assert registry.skill_names() == ["pour", "pour_mug"] and registry.entry("pour").file.is_file()
 
 
 def test_bundled_files_are_what_the_registry_writes(tmp_path):
