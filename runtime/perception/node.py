@@ -148,7 +148,11 @@ class RingSource(FrameSource):
             raise RuntimeError("source = ring needs kinebridge.runtime.bus.frames (the shared-memory ring); "
                                "use source = camera") from exc
         if self._reader is None or self._reader.name != ref.ring:
-            self._reader = frames.FrameRingReader(ref.ring, self.ring_dir)
+            try:
+                self._reader = frames.FrameRingReader(ref.ring, self.ring_dir)
+            except frames.RingNotFound:     # a replayed reference to a ring whose camera is gone: a lost frame
+                self.lost += 1
+                return None
         rf = self._reader.read_ref(ref)
         if rf is None:
             self.lost += 1

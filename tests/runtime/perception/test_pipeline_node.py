@@ -224,3 +224,16 @@ def test_the_node_reads_frames_a_camera_node_writes_into_its_ring(tmp_path, ship
         node.pub.close()
         node.sub.close()
         node.ctx.term()
+
+
+def test_a_reference_to_a_ring_that_is_gone_is_a_lost_frame(tmp_path):
+    # a recording replayed later announces frames of rings whose cameras no longer run
+    from kinebridge.runtime.bus.codec import Message
+    from kinebridge.runtime.perception.node import RingSource
+    src = RingSource(ring_dir=str(tmp_path))
+    ref = M.FrameRef(camera="top", ring="kb-top-gone", generation=1, slot=0, frame_seq=7, capture_ns=1,
+                     width=64, height=48)
+    src.offer(Message(M.FrameRef.TOPIC, {}, {}, body=ref,
+                      stamp=M.Stamp(src="replay", topic=M.FrameRef.TOPIC, seq=7, stamp_ns=1)))
+    assert src.next(0.01) is None and src.lost == 1
+    assert src.next(0.01) is None and src.lost == 1          # nothing offered since: no frame, nothing lost
