@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-__all__ = ["colour_name", "object_colour", "build_candidates", "annotate", "KP_LOW_CONF"]
+__all__ = ["colour_name", "object_colour", "build_candidates", "annotate", "without_held", "KP_LOW_CONF"]
 
 KP_LOW_CONF = 0.15          # keypoint heatmap confidence below which a keypoint is low-confidence
 OBJ_LOW_CONF = 0.45         # centre score below which an object is low-confidence
@@ -268,3 +268,31 @@ def annotate(rgb: np.ndarray, candidates: list[dict]) -> np.ndarray:
             r = 3
             dr.ellipse([u - r, v - r, u + r, v + r], outline=colours.get(name, (255, 255, 255)), width=2)
     return np.asarray(img)
+
+
+def without_held(body, flange, radius_m: float, table_z_m: float = 0.0):
+    """(``body`` without the objects the arm holds, how many were dropped). An object is held when its base
+    (K_p2, else the mean of its keypoints) is off the table — more than 3 cm above ``table_z_m`` — and the mean of
+    its keypoints lies within ``radius_m`` of the flange position ``flange`` (base frame): the mug in the
+    gripper, or the gripper itself seen as one. Each is named in the message's reason; ``radius_m = 0`` keeps all."""
+    if radius_m <= 0 or not body.objects:
+        return body, 0
+    flange = np.asarray(flange, float)
+    kept, held = [], []
+    for o in body.objects:
+        kps = {k: v for k, v in (o.get("keypoints") or {}).items() if v is not None}
+        if not kps:
+            kept.append(o)
+            continue
+        pts = np.asarray(list(kps.values()), float)
+        base = np.asarray(kps["K_p2"], float) if "K_p2" in kps else pts.mean(0)
+        d = float(np.linalg.norm(pts.mean(0) - flange))
+        if base[2] > table_z_m + 0.03 and d < radius_m:
+            held.append(f"{o.get('id')}: held by the arm ({d * 100:.0f} cm from the flange, its base "
+                        f"{(base[2] - table_z_m) * 100:.0f} cm above the table), not a candidate")
+        else:
+            kept.append(o)
+    if not held:
+        return body, 0
+    reason = "; ".join(held) if not body.reason else f"{body.reason}; " + "; ".join(held)
+    return body.model_copy(update={"objects": kept, "reason": reason[:1000]}), len(held)

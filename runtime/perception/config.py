@@ -54,6 +54,11 @@ class PerceptionSection(BaseModel):
     frame_timeout_s: float = Field(2.0, gt=0.0, le=60.0, description="no frame for this long: report the camera "
                                                                       "as stalled")
     reopen_s: float = Field(2.0, gt=0.0, le=60.0, description="after a camera error, try to open it again this often")
+    held_exclusion_m: float = Field(0.25, ge=0.0, le=2.0,
+                                    description="an object whose base is off the table (above table_z_m + 3 cm) within "
+                                                "this distance of the flange is held by the arm (its tool, the gripper "
+                                                "itself): reported, never a candidate; 0 = off (needs control/state)")
+    table_z_m: float = Field(0.0, ge=-2.0, le=2.0, description="the table top's height in the arm's base frame (m)")
     open_vocab: OpenVocabSection | None = None
 
     @field_validator("device")

@@ -228,7 +228,8 @@ class PerceptionNode(Node):
         self._ready_at = time.monotonic()
 
     def subscriptions(self):
-        return (M.FrameRef.TOPIC,) if self.cfg.perception.source == "ring" and self._source_given is None else ()
+        topics = (M.FrameRef.TOPIC,) if self.cfg.perception.source == "ring" and self._source_given is None else ()
+        return topics + ((M.ControlState.TOPIC,) if self.section.held_exclusion_m > 0 else ())
 
     # ----------------------------------------------------------------------------- set-up
     def setup(self) -> None:
@@ -237,6 +238,11 @@ class PerceptionNode(Node):
                            else _camera_source(self.section))
         self.model, self.perception = build_perception(self.section, self.source.name)
         self.perception.warmup(*self.model.size)
+        if self.section.held_exclusion_m > 0:         # load the FK kernel now, under the set-up heartbeat
+            from kinebridge.drivers.arm.factory import model_of
+            from kinebridge.kernels import rm75
+            self._kin = (rm75, model_of(self.cfg.arm).d7)
+            rm75.fk(np.asarray(rm75.Q_HOME, float), self._kin[1])
         self._ready_at = time.monotonic()
         self.detail.update({"model": self.model.name, "provider": self.model.session.provider,
                             "provider_reason": self.model.session.reason, "threads": self.section.threads,
@@ -264,6 +270,29 @@ class PerceptionNode(Node):
     def on_message(self, msg) -> None:
         if msg.topic == M.FrameRef.TOPIC and isinstance(self.source, RingSource):
             self.source.offer(msg)
+        elif msg.topic == M.ControlState.TOPIC:
+            self._q = msg.arrays["q"]
+
+    def _flange(self):
+        """The flange's position in the base frame from the newest control/state (None before one)."""
+        if getattr(self, "_q", None) is None:
+            return None
+        if getattr(self, "_kin", None) is None:
+            from kinebridge.drivers.arm.factory import model_of
+            from kinebridge.kernels import rm75
+            self._kin = (rm75, model_of(self.cfg.arm).d7)
+        rm75, d7 = self._kin
+        return rm75.fk(np.asarray(self._q, float), d7)[:3, 3]
+
+    def _without_held(self, body: M.Keypoints) -> M.Keypoints:
+        """``body`` without the objects the arm holds (``[perception] held_exclusion_m``), each named in its reason."""
+        from kinebridge.runtime.perception.candidates import without_held
+        flange = self._flange()
+        if flange is None:
+            return body
+        body, held = without_held(body, flange, self.section.held_exclusion_m, self.section.table_z_m)
+        self.held_dropped = getattr(self, "held_dropped", 0) + held
+        return body
 
     def _report(self, reason: str) -> None:
         now = time.monotonic()
@@ -312,7 +341,7 @@ class PerceptionNode(Node):
             self.status = "ready"
             self.detail.pop("camera_error", None)
         r = self.perception.process(frame)
-        self.pub.send(r.body, derived=[self.source.stamp(frame)])
+        self.pub.send(self._without_held(r.body), derived=[self.source.stamp(frame)])
         done = time.monotonic_ns()
         self.latency_ns.append(done - frame.host_stamp_ns)
         self.published += 1
@@ -333,5 +362,6 @@ class PerceptionNode(Node):
         if self.latency_ns:
             lat = np.asarray(self.latency_ns, float) * 1e-6
             self.detail.update({"frames": self.frames, "published": self.published, "skipped": self.skipped,
+                                "held_dropped": getattr(self, "held_dropped", 0),
                                 "latency_ms_p50": round(float(np.median(lat)), 2),
                                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 2)})

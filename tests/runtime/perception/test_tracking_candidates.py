@@ -115,3 +115,24 @@ def test_planner_reads_the_candidates():
                              np.eye(3), T)
     planner = from_keypoints_message(M.Keypoints(objects=cands), camera_pose=T)
     assert [c.id for c in planner] == ["mug-1", "mug-2"] and planner[0].cls == "mug"
+
+
+def test_what_the_arm_holds_is_never_a_candidate():
+    # the scene of `kinebridge run --instruction`'s test, as the shipped model saw it at the carry posture: the held
+    # mug and the gripper (read as a mug) near the flange, the real target on the table
+    from kinebridge.runtime.bus import messages as M
+    from kinebridge.runtime.perception.candidates import without_held
+
+    def obj(i, p2):
+        p2 = np.asarray(p2)
+        return {"id": i, "class": "mug", "keypoints": {"K_p2": p2.tolist(), "K_p1": (p2 + [0, 0, 0.1]).tolist()}}
+    flange = [0.30, -0.18, 0.26]
+    body = M.Keypoints(camera="scene", objects=[obj("mug-1", [0.296, -0.246, 0.138]), obj("mug-2", [0.326, 0.125, 0.001]),
+                                                obj("mug-3", [0.303, -0.183, 0.269])], reason="low confidence: mug-3")
+    kept, n = without_held(body, flange, 0.25)
+    assert n == 2 and [o["id"] for o in kept.objects] == ["mug-2"]
+    assert kept.reason.startswith("low confidence: mug-3") and "mug-1: held by the arm" in kept.reason
+    # a mug on the table right under the flange (the arm above it, pouring) stays a candidate; 0 = off
+    below = M.Keypoints(camera="scene", objects=[obj("mug-4", [0.30, -0.18, 0.0])])
+    assert without_held(below, flange, 0.3)[1] == 0
+    assert without_held(body, flange, 0.0) == (body, 0)
