@@ -128,3 +128,14 @@ def test_the_replay_reads_the_data_sets_tokens(pipeline):
     assert np.allclose(np.radians(cfg.arm.sim_initial_deg), r.q[0])
     with pytest.raises(ValueError, match="replay-tokens"):
         enable_in_config(load_config(None).model_dump(), "imitate", str(data))
+
+
+def test_eval_tokenizer_on_the_command_line_writes_its_json(pipeline, tmp_path, capsys):
+    from kinebridge.runtime.cli.main import main
+    data, tok, _, _ = pipeline
+    out = tmp_path / "eval.json"
+    assert main(["eval", "tokenizer", "--data", str(data), "--tokenizers", str(tok), "--which", "bi-level-rvq,bins-256",
+                 "--world-episodes", "0", "--json", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["tokenizers"]) == {"bi-level-rvq", "bins-256"} and res["tokenizers"]["bins-256"]["l1"] > 0
+    assert json.loads(capsys.readouterr().out)["tokenizers"].keys() == res["tokenizers"].keys()
