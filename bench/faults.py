@@ -239,6 +239,15 @@ def _joints(sim) -> np.ndarray:
                                        want="joint_degree")["joint"], float) / 1000.0)
 
 
+def _alive(pid) -> bool:
+    """Whether ``pid`` still runs: a zombie (exited, waiting for whoever inherited it to reap it) drives nothing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")
+
+
 def _descendants(pid: int) -> list[int]:
     out = []
     for p in Path("/proc").iterdir():
@@ -303,7 +312,7 @@ def kill_supervisor(workdir: Path | None = None) -> dict:
                 prev = cur
             while time.monotonic() - t_kill < 2.0:
                 time.sleep(0.05)
-            left = [p for p in nodes if Path(f"/proc/{p}").exists()]
+            left = [p for p in nodes if _alive(p)]
             names = []
             for p in left:
                 try:
