@@ -445,8 +445,10 @@ def test_replay_reproduces_topics_arrays_stamps_and_timing(tmp_path):
             np.testing.assert_array_equal(m.arrays["q"], np.full((3, 7), float(i)))
         # paced by the recorded log times (20 ms apart), from an absolute schedule: no drift
         t = np.array([m.header["stamp_ns"] for m in got]) / 1e6
-        assert np.all(np.abs(np.diff(t) - 20.0) < 5.0), np.diff(t)
-        assert abs(t[-1] - t[0] - 180.0) < 5.0
+        # (each message on its schedule: a late wake-up on a loaded box delays one, the next is on time again)
+        assert abs(np.median(np.diff(t)) - 20.0) < 2.0, np.diff(t)
+        assert np.all(np.abs(t - t[0] - 20.0 * np.arange(len(t))) < 15.0), np.diff(t)
+        assert abs(t[-1] - t[0] - 180.0) < 10.0
 
         res = replay(tmp_path / "r.mcap", pub, speed=0, progress=False, topics=[A])
         got = _collect(sub, 6)
