@@ -9,14 +9,15 @@ multi-pose grouping):
    ``max_objects``), one object each — the centre head is what groups keypoints per object;
 2. each keypoint of an object: the displacement from its centre gives a first guess; the
    keypoint heatmap is searched around it (radius ``search_frac`` of the box, at least
-   ``min_radius`` cells, weighted by the distance to the guess) and its peak plus the sub-cell
+   ``min_radius`` cells, weakly weighted by the distance to the guess) and its peak plus the sub-cell
    offset is the keypoint; if no heatmap cell there reaches ``kp_threshold`` the regressed guess
    is kept, marked ``regressed`` (low confidence);
 3. depth: the depth head at the keypoint's cell (metres along the optical axis) — not the depth
    image, which for the mouth centre sees the inside of the mug; where the reference depth window
    had less than ``min_depth_valid`` valid pixels the depth is unknown (``no_depth``);
 4. 3D (VL-MP eq. 2): X_cam = z · K⁻¹ (u, v, 1)ᵀ, X_base = R X_cam + t with the frame's
-   intrinsics K and extrinsics T_base_cam = (R, t).
+   intrinsics K and extrinsics T_base_cam = (R, t) — :func:`backproject`; for objects standing on
+   the table :mod:`kinebridge.export.keypoints.lift` refines these with the table and the axis.
 
 Nothing is invented: a keypoint without depth has ``xyz = None`` and its reason; no detection at
 all gives an empty list, and the caller reports why.
@@ -38,9 +39,12 @@ class DecodeConfig:
     centre_threshold: float = 0.3
     max_objects: int = 16
     kp_threshold: float = 0.05
-    search_frac: float = 0.3
+    # The centre's displacement guess for an off-centre keypoint (the handle) is pulled towards the
+    # centre, while its heatmap peak is sharp and right: search most of the box around the guess with a
+    # weak distance prior (held-out handle error 42 → 3.4 px against 0.3 / 0.5; the centres unchanged).
+    search_frac: float = 0.8
     min_radius: float = 2.0
-    prior_frac: float = 0.5            # width of the distance weighting, as a fraction of the search radius
+    prior_frac: float = 2.0            # width of the distance weighting, as a fraction of the search radius
     min_depth_valid: float = 0.15
 
 

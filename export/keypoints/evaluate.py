@@ -45,6 +45,7 @@ def evaluate(model=None, scenes: int = 40, seed: int = 7, threads: int = 2, view
     from kinebridge.drivers.world.render import Renderer
     from kinebridge.drivers.world.world import World
     from kinebridge.export.keypoints.decode import decode
+    from kinebridge.export.keypoints.lift import lift_detections
     from kinebridge.export.keypoints.model import load
 
     if scenes < 1:
@@ -74,6 +75,7 @@ def evaluate(model=None, scenes: int = 40, seed: int = 7, threads: int = 2, view
                     outputs = m.run(rgb, depth)
                     tj = time.perf_counter()
                     dets = decode(outputs, m.decode_cfg)
+                    lift_detections(dets, m.keypoints, intr.K, T)        # the world's table top: z = 0
                     tk = time.perf_counter()
                     infer.append((tj - ti) * 1e3)
                     dec.append((tk - tj) * 1e3)

@@ -81,7 +81,7 @@ class Accumulator:
             self.hit_all += 1
             self.hit_unocc += int(unocc)
             d = dets[matched[m]]
-            xyz = backproject(d.uv, np.where(d.depth_ok, d.z, np.nan), K, T)
+            xyz = d.xyz if d.xyz is not None else backproject(d.uv, np.where(d.depth_ok, d.z, np.nan), K, T)
             for k, name in enumerate(self.keypoints):
                 u, v = lab["kp_uv"][m, k]
                 if not (0 <= u < W and 0 <= v < H):

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from kinebridge.export.keypoints import data as D
 from kinebridge.export.keypoints.decode import DecodeConfig, decode
+from kinebridge.export.keypoints.lift import lift_detections
 from kinebridge.export.keypoints.metrics import Accumulator
 from kinebridge.export.keypoints.net import OUTPUTS, STRIDE, KeypointNet, KeypointNetConfig, to_cell
 
@@ -261,6 +262,7 @@ def validate(model, shards: D.Shards, frames, decode_cfg=DecodeConfig()) -> dict
         dets = decode(out, decode_cfg)
         fx, fy, cx, cy = lab["intrinsics"]
         K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+        lift_detections(dets, D.KEYPOINTS, K, lab["T_base_cam"])        # the world's table top is z = 0
         acc.add(dets, lab, K, lab["T_base_cam"])
     return acc.summary()
 
@@ -283,6 +285,8 @@ def figure(model, shards: D.Shards, frames, path: Path, title: str = "") -> None
         with torch.no_grad():
             out = _run(model, rgb, depth)
         dets = decode(out)
+        fx, fy, cx, cy = lab["intrinsics"]
+        lift_detections(dets, D.KEYPOINTS, np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), lab["T_base_cam"])
         ax.imshow(rgb)
         for m in range(int(lab["n_objects"])):
             for k in range(len(D.KEYPOINTS)):
@@ -340,6 +344,7 @@ def train(data, out, *, size: str = "default", width: int | None = None, steps: 
     if width is not None:
         cfg.width = int(width)
     start_step, history, best = 0, [], math.inf
+    earlier: list = []                  # the commands of the runs this one resumes (reproduce in order)
     model = KeypointNet(cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     if resume:
@@ -351,6 +356,7 @@ def train(data, out, *, size: str = "default", width: int | None = None, steps: 
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
         opt.load_state_dict(ck["optimizer"])
         start_step, history, best = ck["step"], ck.get("history", []), ck.get("best", math.inf)
+        earlier = ck.get("commands") or ([ck["command"]] if ck.get("command") else [])
     ds = KeypointDataset(data, "train", crop=crop, augment=True, seed=seed, n_classes=cfg.n_classes)
     val = D.Shards(data, "val")
     if len(val) == 0:
@@ -380,6 +386,7 @@ def train(data, out, *, size: str = "default", width: int | None = None, steps: 
         nonlocal best
         ck = {"model": model.state_dict(), "config": cfg.to_dict(), "optimizer": opt.state_dict(), "step": step,
               "history": history, "best": best, "data": str(data), "command": command, "seed": seed,
+              "commands": earlier + [command],
               "data_manifest": {k: data_manifest.get(k) for k in ("generator_version", "seed", "frames", "splits",
                                                                    "command", "seconds", "workers",
                                                                    "requested_frames") if k in data_manifest},

@@ -59,6 +59,9 @@ class PerceptionSection(BaseModel):
                                                 "this distance of the flange is held by the arm (its tool, the gripper "
                                                 "itself): reported, never a candidate; 0 = off (needs control/state)")
     table_z_m: float = Field(0.0, ge=-2.0, le=2.0, description="the table top's height in the arm's base frame (m)")
+    table_support: bool = Field(True, description="place the 3D keypoints of objects standing on the table from the "
+                                                  "table top and their upright axis (kinebridge.export.keypoints.lift); "
+                                                  "false: the depth head alone (VL-MP eq. 2)")
     open_vocab: OpenVocabSection | None = None
 
     @field_validator("device")

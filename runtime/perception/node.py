@@ -190,7 +190,8 @@ def build_perception(section, camera_name: str = ""):
                                providers=section.providers)
         det = CombinedDetector(det, ov)
     return model, Perception(det, model.keypoints, camera=camera_name, model_name=model.name,
-                             provider=model.session.provider)
+                             provider=model.session.provider,
+                             support_z=section.table_z_m if section.table_support else None)
 
 
 def _camera_source(section) -> CameraSource:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kinebridge.export.keypoints.decode import backproject
+from kinebridge.export.keypoints.lift import LiftConfig, lift
 from kinebridge.runtime.bus import messages as M
 from kinebridge.runtime.perception.candidates import build_candidates
 from kinebridge.runtime.perception.tracking import Observation, Tracker, TrackerConfig
@@ -43,8 +43,12 @@ class PerceptionResult:
 
 class Perception:
     def __init__(self, detector, keypoints=None, *, camera: str = "", model_name: str = "", provider: str = "",
-                 tracker: TrackerConfig = TrackerConfig()):
+                 tracker: TrackerConfig = TrackerConfig(), support_z: float | None = None):
+        """``support_z``: the table top's height in the base frame; objects standing on it get their 3D
+        keypoints from the table and their axis (:mod:`kinebridge.export.keypoints.lift`), others (and all
+        with ``None``) from the depth head alone (eq. 2)."""
         self.detector = detector
+        self.lift = LiftConfig(support_z=support_z)
         self.keypoints = tuple(keypoints or getattr(detector, "keypoints", ()) or ("K_i", "K_p1", "K_p2", "K_b"))
         self.camera = camera
         self.model_name = model_name
@@ -81,10 +85,10 @@ class Perception:
                 loose.append(_no_keypoints(d, f"{d.cls}-?{len(loose) + 1}",
                                            "camera not calibrated (the frame has no extrinsics): no base-frame keypoints"))
                 continue
-            xyz = backproject(d.uv, z, K, T)
+            xyz, uv, src = lift(self.keypoints, d.uv, z, K, T, self.lift)
             conf = np.where(d.depth_ok, d.conf, 0.0) * np.where(d.extra.get("regressed", False), REGRESSED_CONF, 1.0)
             o = Observation(cls=d.cls, score=float(d.score), xyz=xyz, conf=np.clip(conf, 0, 1),
-                            extra={"uv": d.uv, "z": z, "visible": d.visible, "box": d.box, "centre_uv": d.centre,
+                            extra={"uv": uv, "z": z, "lift": src, "visible": d.visible, "box": d.box, "centre_uv": d.centre,
                                    "source": d.source})
             if o.centre() is None:
                 loose.append(_no_keypoints(d, f"{d.cls}-?{len(loose) + 1}",

@@ -69,3 +69,19 @@ def test_eq2_back_projection_is_the_camera_geometry():
     z = np.array([0.6, 0.9, 1.2])
     assert np.allclose(backproject(uv, z, intr.K, T), geo_backproject(uv, z, intr, T), atol=1e-12)
     assert np.isnan(backproject(uv, np.array([0.6, np.nan, 1.2]), intr.K, T)[1]).all()
+
+
+def test_a_handle_whose_displacement_guess_fell_near_the_centre_is_found_on_its_heatmap():
+    # the displacement head pulls an off-centre keypoint's guess towards the centre; its heatmap is sharp
+    out = _maps(h=40, w=60)
+    _object(out, 20, 20, [(16, 17), (16, 20), (25, 20), (20, 28)], [0.7] * 4)
+    out["box"][0, :, 20, 20] = (8.0, 6.0, 10.0, 7.0)            # the box spans the handle at j = 28
+    out["kp_disp"][0, 6:8, 20, 20] = (1.5, 0.0)                 # K_b guessed 1.5 cells off the centre
+    out["kp_heat"][0, 3, 20, 21] = 0.2                          # a weak response near the guess
+    d = decode(out)[0]
+    assert np.allclose(to_cell(d.uv[3]), [28, 20], atol=1e-4) and not d.regressed[3]
+    # a neighbour's handle beyond this object's search radius is not taken
+    out["kp_heat"][0, 3, 20, 28] = 0.0
+    out["kp_heat"][0, 3, 20, 45] = 0.9
+    d = decode(out)[0]
+    assert np.allclose(to_cell(d.uv[3]), [21, 20], atol=1e-4)

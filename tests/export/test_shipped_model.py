@@ -36,11 +36,13 @@ def test_regression_on_a_few_held_out_scenes():
     assert r["recall_unoccluded"] >= 0.85, r["detection"]
     assert r["precision"] >= 0.8
     kp = r["per_keypoint"]
-    # the mouth and base centres (the task frame's position, the mouth in the air above no surface) are what the
-    # shipped model does well: 1-2 px, 2.5-6 mm here (validation: 1.1 / 1.5 px, 3.8 / 5.8 mm)
+    # here: 0.9-2.8 px and 2-5 mm per keypoint, 1.6 px / 4.0 mm overall (`kinebridge eval keypoints`, 30 scenes:
+    # 1.55 px / 4.19 mm); the bounds leave room for a retrained model, not for a broken decoder or lifting
     for name in ("K_p1", "K_p2"):
-        assert kp[name]["2d_px"]["median"] <= 3.0 and kp[name]["3d_mm"]["median"] <= 10.0, (name, kp[name])
-    # the rim point and the handle depend on where the handle is, which the camera rarely sees (2 of 147 handles
-    # visible in validation; ear handles never seen in training): 23-45 px here — bounded, not yet good
-    assert r["median_2d_px"] is not None and r["median_2d_px"] <= 8.0, kp
-    assert r["median_3d_mm"] is not None and r["median_3d_mm"] <= 20.0, kp
+        assert kp[name]["2d_px"]["median"] <= 3.0 and kp[name]["3d_mm"]["median"] <= 8.0, (name, kp[name])
+    # the rim point and the handle: K_b from its heatmap (not the centre's guess), K_i opposite it (1.9 / 2.8 px here;
+    # 26 / 42 px when the rim point was left where the network's weak rim heatmap peaked)
+    for name in ("K_i", "K_b"):
+        assert kp[name]["2d_px"]["median"] <= 6.0 and kp[name]["3d_mm"]["median"] <= 12.0, (name, kp[name])
+    assert r["median_2d_px"] is not None and r["median_2d_px"] <= 3.0, kp
+    assert r["median_3d_mm"] is not None and r["median_3d_mm"] <= 7.0, kp
