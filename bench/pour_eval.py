@@ -318,7 +318,7 @@ def run(trials: int = 10, seed: int = 0, methods=METHODS, envs=ENVS, *, keypoint
                            plan_ms=None if plan is None else round(plan.plan_ms.get("total", 0.0), 1),
                            speed=None if plan is None else plan.speed, lip_from_axis_m=lip_r, through_floor=through,
                            score=None if score is None else {k: score.to_dict()[k] for k in (
-                               "in_target", "in_source", "in_other", "spilt", "in_flight", "collisions",
+                               "in_target", "in_source", "in_other", "spilt", "in_flight", "under_floor", "collisions",
                                "collided_with", "target_moved_m")})
                 records.append(rec)
                 if progress:

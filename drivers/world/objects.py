@@ -24,6 +24,8 @@ from kinebridge.drivers.world import collision
 __all__ = ["add_object", "mug_geometry", "KEYPOINT_SITE_GROUP", "container_interior"]
 
 KEYPOINT_SITE_GROUP = 5     # not drawn by default (MuJoCo draws site groups 0–2)
+WATER_FLOOR_GROUP = 3       # a geom group MuJoCo does not draw (nor segment) by default
+WATER_FLOOR_DEPTH = 0.03    # m: how thick a container's floor is to the water (see :func:`water_floor`)
 
 
 def _quat_z(theta: float) -> list[float]:
@@ -70,7 +72,7 @@ class _Body:
         """Give every solid geom the density that makes the body weigh ``mass`` kg."""
         rho = mass / max(self.volume, 1e-9)
         for g in self.geoms:
-            if g.contype:
+            if g.contype and g.contype != collision.WATER_FLOOR:
                 g.density = rho
 
 
@@ -119,6 +121,26 @@ def mug_geometry(b: _Body, m, handle_kind: int | None = None):
     b.keypoint("K_b", [R + H.reach, 0.0, zc])
 
 
+def water_floor(b: _Body, floor_part: str, radius: float, top: float, depth: float = WATER_FLOOR_DEPTH):
+    """A slab that only the water touches, its top flush with a standing container's floor and
+    ``depth`` thick, reaching down into the table under the container.
+
+    ``floor_part`` names the container's floor geom (it becomes ``FLOOR``). A real floor holds water
+    whatever its thickness; MuJoCo's sphere–cylinder contact does not: a
+    sphere that gets past the mid-plane of a 5 mm floor within one 2.5 ms step is pushed out below
+    it (pours into thin-bottomed mugs lost single spheres that way). To the water the floor is
+    therefore ``depth`` thick; nothing else touches the slab and the water does not touch the real
+    floor (:mod:`~kinebridge.drivers.world.collision`: one surface, not two coincident contacts that
+    together shot a sphere out of the mug); it has no mass and it is not drawn, so the table contact,
+    the mass, the images and the segmentation are those of the real floor."""
+    floor = next((g for g in b.geoms if g.name == f"{b.label}/{floor_part}"), None)
+    if floor is None:
+        raise ValueError(f"water_floor: {b.label} has no {floor_part!r} geom")
+    floor.contype, floor.conaffinity = collision.bits(collision.FLOOR).values()
+    b.geom("water_floor", "mjGEOM_CYLINDER", [radius, 0.5 * depth], pos=[0, 0, top - 0.5 * depth],
+           rgba=[0, 0, 0, 0], group=WATER_FLOOR_GROUP, density=0.0, **collision.bits(collision.WATER_FLOOR))
+
+
 def container_interior(o) -> tuple[float, float, float] | None:
     """(inner radius at the rim, inner floor height, rim height) of a container, object frame."""
     if o.kind == "mug":
@@ -141,9 +163,11 @@ def add_object(worldbody, o) -> dict:
     out = {"body": o.name, "joints": [], "keypoint_bodies": {}}
     if o.kind == "mug":
         mug_geometry(b, o)
+        water_floor(b, "bottom", o.radius - 0.5 * o.wall, o.bottom)
     elif o.kind == "bowl":
         b.geom("base", "mjGEOM_CYLINDER", [o.base_radius, 0.5 * o.wall], pos=[0, 0, 0.5 * o.wall],
                volume=math.pi * o.base_radius ** 2 * o.wall)
+        water_floor(b, "base", o.base_radius, o.wall)
         _ring(b, "wall", o.segments, o.base_radius, o.wall, 0.0, o.height, r_top=o.radius)
         b.keypoint("K_i", [-(o.radius - 0.5 * o.wall), 0.0, o.height])
         b.keypoint("K_p1", [0.0, 0.0, o.height])

@@ -5,7 +5,12 @@ without spilling. Here the "water" is the held mug's spheres, and a :class:`Pour
 attached to a :class:`~kinebridge.drivers.world.world.World` watches every physics step:
 
 - **spilt**: a sphere that touched the table or the floor at any step, or that ends outside
-  every container at rest (on a box, say) — once spilt, always spilt;
+  every container at rest (on a box, say) — once spilt, always spilt. A table contact *under* a
+  standing container's floor (within its inner radius, below its floor's top) is not a spill: it is a
+  sphere pressed into the floor by its impact (soft contacts let a 1–2 m/s sphere sink 3–7 mm, as
+  deep as a mug's bottom is thick), which the floor's water slab
+  (:func:`kinebridge.drivers.world.objects.water_floor`) then pushes back up; those are counted in
+  ``under_floor``;
 - **collisions**: contact onsets between tool geometry (held mug, gripper) and anything but the
   water — the target's rim, another object, the table — counted per geom pair (a pair in
   contact over consecutive steps is one collision), with the labels that were hit;
@@ -51,6 +56,7 @@ class PourScore:
     angle_error_rad: float | None = None
     fraction: float = 0.5
     in_other_by: dict = field(default_factory=dict)
+    under_floor: int = 0           # spheres that were pressed into a container's floor down to the table
 
     @property
     def success(self) -> bool:
@@ -94,6 +100,13 @@ class PourMonitor:
         self._geom_particle = np.full(world.model.ngeom, -1, np.int64)
         self._geom_particle[b.particle_geoms] = np.arange(n)
         self.spilt = np.zeros(n, bool)
+        self.under_floor = np.zeros(n, bool)
+        import mujoco
+        self._containers = []            # (body id, inner radius, floor top) of every standing container
+        for o in world.scene.objects:
+            ci = container_interior(o)
+            if ci is not None:
+                self._containers.append((mujoco.mj_name2id(world.model, mujoco.mjtObj.mjOBJ_BODY, o.name), ci[0], ci[1]))
         self._pairs: set[tuple[int, int]] = set()
         self.collisions = 0
         self.collided_with: set[str] = set()
@@ -102,6 +115,18 @@ class PourMonitor:
         with world.lock:
             self._target_start = world.object_poses()[target][:3, 3].copy()
         world.add_step_hook(self._on_step)
+
+    def _under_a_floor(self, pos: np.ndarray) -> np.ndarray:
+        """(C,) whether each contact point (C, 3) lies under a standing container's floor."""
+        d = self.world.data
+        out = np.zeros(len(pos), bool)
+        for bid, r_in, floor in self._containers:
+            R = d.xmat[bid].reshape(3, 3)
+            if R[2, 2] < 0.9:                      # tipped over: its floor is not over the table
+                continue
+            loc = (pos - d.xpos[bid]) @ R
+            out |= (np.hypot(loc[:, 0], loc[:, 1]) < r_in) & (loc[:, 2] < floor)
+        return out
 
     def close(self) -> None:
         try:
@@ -120,6 +145,7 @@ class PourMonitor:
     def _on_step(self, event: str) -> None:
         if event == "reset":
             self.spilt[:] = False
+            self.under_floor[:] = False
             self._pairs.clear()
             self.collisions = 0
             self.collided_with.clear()
@@ -137,7 +163,11 @@ class PourMonitor:
         w1 = (l1 == self._water) & np.isin(l2, self._static)
         w2 = (l2 == self._water) & np.isin(l1, self._static)
         if w1.any() or w2.any():
-            self.spilt[self._geom_particle[np.concatenate([g1[w1], g2[w2]])]] = True
+            idx = np.nonzero(w1 | w2)[0]
+            sph = self._geom_particle[np.where(w1[idx], g1[idx], g2[idx])]
+            under = self._under_a_floor(np.asarray(con.pos[:d.ncon])[idx])
+            self.under_floor[sph[under]] = True
+            self.spilt[sph[~under]] = True
         # tool against anything but water: collisions (onsets per geom pair)
         t = ((l1 == self._tool) & (l2 != self._water) & (l2 != self._tool)) | \
             ((l2 == self._tool) & (l1 != self._water) & (l1 != self._tool))
@@ -201,4 +231,5 @@ class PourMonitor:
                          in_source=int((in_src & ~spilt).sum()), in_other=int((in_other & ~spilt).sum()),
                          spilt=int(spilt.sum()), in_flight=int(in_flight.sum()), collisions=self.collisions,
                          collided_with=tuple(sorted(self.collided_with)), target_moved_m=moved,
-                         position_error_m=pe, angle_error_rad=ae, fraction=self.fraction, in_other_by=by)
+                         position_error_m=pe, angle_error_rad=ae, fraction=self.fraction, in_other_by=by,
+                         under_floor=int(self.under_floor.sum()))
