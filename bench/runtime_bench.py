@@ -10,7 +10,10 @@
 * **chunk → setpoint**: chunk stamp → the tick that first sent a setpoint from it;
 * **task → first setpoint**: task published → first setpoint of its plan (LFE-KMP + IK + bus);
 * **restart**: the recorder SIGKILLed during the loaded run → its first heartbeat again;
-* **cold start**: simulator + supervisor + control node, start → streaming.
+* **cold start**: simulator + supervisor + control node, start → streaming;
+* **host baseline**: before each rate's conditions, a bare process with the control node's real-time
+  treatment pacing itself at that rate with nothing else to do (:mod:`kinebridge.bench.host_wakeup`) —
+  the period error any loop on this host gets; the control node's is judged against it.
 
 Prints a table, writes JSON and histograms of the period error (``--out``).
 """
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinebridge.bench import host_wakeup
 from kinebridge.kernels.stats import summary
 from kinebridge.runtime.bus import messages as M
 
@@ -272,13 +276,17 @@ def run(rates=(200.0, 500.0), seconds: float = 60.0, out: Path = Path("out/bench
     result: dict = {"machine": {"cpus": os.cpu_count(), "euid": os.geteuid()}}
     result["codec"] = codec(n=2000 if quick else 20000, repeats=3 if quick else 7)
     result["bus_hop_us"] = bus_hop(n=400 if quick else 4000)
-    loops = []
-    with tqdm(total=len(rates) * 2, desc="control loop", unit="run") as bar:
+    loops, host = [], []
+    with tqdm(total=len(rates) * 3, desc="control loop", unit="run") as bar:
         for r in rates:
+            # the baseline: what the host gives a bare real-time loop at this rate, in the same run
+            host.append(host_wakeup.measure_in_child(r, 2.0 if quick else min(seconds, 20.0)))
+            bar.update()
             for loaded in (False, True):
                 loops.append(control_loop(r, seconds, loaded, work))
                 bar.update()
     result["control_loop"] = [{k: v for k, v in x.items() if not k.startswith("_")} for x in loops]
+    result["host_wakeup"] = host
     result["cold_start"] = cold_start(1 if quick else 3, work)
     out.write_text(json.dumps(result, indent=2))
     if plot:
@@ -345,6 +353,13 @@ def print_report(r: dict) -> None:
                   str(x["misses_over_1ms"]),
                   f"{cs['p50']:.0f}/{cs['p99']:.0f}/{cs['max']:.0f}" if cs["n"] else "—",
                   f"{ts['p50']:.1f}" if ts["n"] else "—", ", ".join(f"{v:.2f}" for v in x.get("restart_s", [])) or "—")
+    for h in r.get("host_wakeup", []):
+        pe = h["period_error_us"]
+        t.add_row(f"{h['rate_hz']:g} Hz", "host baseline", f"{pe['p50'] or 0:.1f}", f"{pe['p99'] or 0:.1f}",
+                  f"{pe['p99.9'] or 0:.0f}", f"{pe['max'] or 0:.0f}", str(h["misses_over_1ms"]), "—", "—", "—")
     con.print(t)
+    if r.get("host_wakeup"):
+        con.print("host baseline: a bare process with the control node's real-time treatment and nothing else "
+                  "(kinebridge.bench.host_wakeup) — the floor any control loop on this host can reach")
     cs = r["cold_start"]
     con.print(f"cold start → streaming: median {cs['median_s']:.2f} s ({', '.join(f'{v:.2f}' for v in cs['start_to_streaming_s'])})")

@@ -99,3 +99,6 @@ def test_bench_runtime_quick_writes_every_section(tmp_path):
     assert all(x["period_error_us"]["n"] > 100 for x in loops)
     assert loops[1]["restart_s"] and loops[1]["tasks"] >= 1
     assert r["cold_start"]["median_s"] > 0
+    (host,) = r["host_wakeup"]                          # the bare real-time loop measured as the baseline
+    assert host["rate_hz"] == 200 and host["period_error_us"]["n"] == 400 and host["period_error_us"]["p50"] >= 0
+    assert "host baseline" in proc.stdout
