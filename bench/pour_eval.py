@@ -100,6 +100,7 @@ class KMPPlanner:
                 from kinebridge.kernels.gmm import fit_gmm
                 from kinebridge.kernels.gmr import reference
                 from kinebridge.kernels.kmp import KMP
+                from kinebridge.runtime.trajectory.planner import fit_components
 
                 demos = self.skill.demos
                 n = self.cfg.n_ref
@@ -118,7 +119,7 @@ class KMPPlanner:
                         rows.append(np.column_stack([self.t_ref, arr, v]))
                 self.kmps = []
                 for rows in (rows_p, rows_o):
-                    gmm, _ = fit_gmm(np.concatenate(rows), self.cfg.n_components)
+                    gmm, _ = fit_gmm(np.concatenate(rows), fit_components(self.cfg, self.skill))
                     mu, sigma = reference(gmm, self.t_ref)
                     self.kmps.append(KMP(h=60.0 / dur ** 2, lam=1.0, kernel="analytic").fit(self.t_ref, mu, sigma))
 

@@ -20,7 +20,9 @@ class PlannerConfig(BaseModel):
     start_blend: float = Field(0.2, gt=0.0, le=1.0, description="share of the motion over which the start offset fades")
     rest_ramp: float = Field(0.12, ge=0.0, le=0.5,
                              description="share of the motion at each end over which the phase speed eases to rest")
-    n_components: int = Field(6, ge=1, le=30, description="GMM components of the LFE-KMP fit")
+    n_components: int | None = Field(None, ge=1, le=30,
+                                     description="GMM components of the LFE-KMP fit; unset: the skill's own "
+                                                 "(metadata.fit.n_components, chosen when the skill was made), else 6")
     n_ref: int = Field(100, ge=10, le=1000, description="LFE-KMP reference points")
     pos_tol: float = Field(1e-4, gt=0.0, description="largest IK position error accepted (m)")
     rot_tol: float = Field(1e-3, gt=0.0, description="largest IK rotation error accepted (rad)")

@@ -108,6 +108,17 @@ def _rot_errors(q, T_target, d7):
     return pe, re
 
 
+DEFAULT_COMPONENTS = 6
+
+
+def fit_components(cfg: PlannerConfig, skill: Skill) -> int:
+    """GMM components for ``skill``: the config's if set, else the skill's own choice, else 6."""
+    if cfg.n_components is not None:
+        return int(cfg.n_components)
+    n = (skill.metadata.get("fit") or {}).get("n_components") if isinstance(skill.metadata, dict) else None
+    return int(n) if isinstance(n, int) and 1 <= n <= 30 else DEFAULT_COMPONENTS
+
+
 class SkillPlanner:
     """LFE-KMP fitted once on ``skill``; :meth:`plan` / :meth:`replan` give joint plans for ``arm``
     (its kinematics and the joint limits the control loop enforces — :meth:`set_limits` when the
@@ -118,7 +129,8 @@ class SkillPlanner:
         self.cfg = config or PlannerConfig()
         self.arm = arm or arm_model("RM75-B")
         t = time.perf_counter()
-        self.model = LFEKMP(n_components=self.cfg.n_components, n_ref=self.cfg.n_ref).fit(skill.demos, skill.frames)
+        self.n_components = fit_components(self.cfg, skill)
+        self.model = LFEKMP(n_components=self.n_components, n_ref=self.cfg.n_ref).fit(skill.demos, skill.frames)
         self.fit_ms = (time.perf_counter() - t) * 1e3
         self._warm_up()
 
@@ -163,7 +175,8 @@ class SkillPlanner:
         n_total = max(2, int(math.ceil(duration / cfg.dt)) + 1)
         u_all = phase_profile(n_total, cfg.rest_ramp)
         k0 = min(int(np.searchsorted(u_all, phase0 - 1e-12)), n_total - 2)
-        u = u_all[k0:]
+        u = u_all[k0:].copy()
+        u[0] = max(float(phase0), 0.0)      # resume exactly where the old plan was (its grid may differ: re-timing)
         p, q = self._resample(t_ref, pos, ori, u)
         # fade the offset between where the arm is and where the generalised path starts
         n = len(u)

@@ -163,3 +163,18 @@ def test_chunks_are_grid_aligned_and_hold_the_final_sample(n, chunk_len, t0, dt,
     validate_chunk(c0, cdt, cq, 7)
     if k + chunk_len >= n:
         np.testing.assert_array_equal(cq[-1], q[-1])
+
+
+def test_the_gmm_size_comes_from_the_config_else_the_skill_else_six():
+    from dataclasses import replace
+
+    from kinebridge.runtime.skills.registry import bundled_skill
+    from kinebridge.runtime.trajectory.config import PlannerConfig
+    from kinebridge.runtime.trajectory.planner import fit_components
+
+    mug, plain = bundled_skill("pour_mug"), bundled_skill("pour")
+    assert fit_components(PlannerConfig(), mug) == 10          # the pour_mug skill's own choice
+    assert fit_components(PlannerConfig(), plain) == 6
+    assert fit_components(PlannerConfig(n_components=4), mug) == 4
+    bad = replace(plain, metadata={"fit": {"n_components": "many"}})
+    assert fit_components(PlannerConfig(), bad) == 6
