@@ -123,7 +123,7 @@ def lift(names, uv, z, K, T, cfg: LiftConfig = LiftConfig()):
     kb = ix.get("K_b")
     if kb is not None:
         P = _on_plane(o, r[kb], 0.5 * (h + cfg.support_z))
-        if P is not None and (not np.isfinite(X[kb]).all() or np.linalg.norm(P - X[kb]) < cfg.axis_tol):
+        if P is not None and np.isfinite(X[kb]).all() and np.linalg.norm(P - X[kb]) < cfg.axis_tol:
             X[kb], src[kb] = P, "mid-height"
     ki = ix.get("K_i")
     if ki is not None:
