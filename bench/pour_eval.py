@@ -281,12 +281,13 @@ def run(trials: int = 10, seed: int = 0, methods=METHODS, envs=ENVS, *, keypoint
                 world.reset()
                 rec = {"env": env, "trial": i, "scene_seed": s, "method": m, "intended": intended, "decided": decided,
                        "dialogue": turns}
-                plan, err, est_ms = None, None, None
+                plan, err, est_ms, feas_ms = None, None, None, None
                 if decided is not None:
                     try:
                         if m == "vl-mp":
                             est = bridge.estimate("pour_mug", noisy, q0, target=decided)
                             est_ms = est.ms["endpose"]
+                            feas_ms = est.ms["feasibility"]
                             goal = TaskFrame(est.goal[:3, 3].copy(), est.goal[:3, :3].copy())
                         else:
                             c = 0.5 * (noisy["K_p1"] + noisy["K_p2"])
@@ -315,7 +316,7 @@ def run(trials: int = 10, seed: int = 0, methods=METHODS, envs=ENVS, *, keypoint
                 o["successes"] += int(ok)
                 if cls:
                     o["failures"][cls] += 1
-                rec.update(success=ok, failure=cls, error=err, endpose_ms=est_ms,
+                rec.update(success=ok, failure=cls, error=err, endpose_ms=est_ms, feasibility_ms=feas_ms,
                            plan_ms=None if plan is None else round(plan.plan_ms.get("total", 0.0), 1),
                            speed=None if plan is None else plan.speed, lip_from_axis_m=lip_r, through_floor=through,
                            score=None if score is None else {k: score.to_dict()[k] for k in (

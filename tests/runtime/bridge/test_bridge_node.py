@@ -96,6 +96,9 @@ def test_a_decision_with_the_targets_keypoints_becomes_a_task_with_the_bridges_f
     np.testing.assert_allclose(task.start, ref.pose7("start"), atol=1e-9)
     assert {d.topic for d in got[0].derived} >= {M.Decision.TOPIC, M.WorldTruth.TOPIC, M.ControlState.TOPIC}
     assert n.detail["last"]["target"] == "mug1" and n.detail["last"]["endpose_ms"] > 0
+    # Algorithm 1's own time and its IK feasibility checks are reported apart, and add up to the estimate
+    assert ref.ms["checks"] >= 1 and ref.ms["feasibility"] > 0
+    assert ref.ms["validate"] + ref.ms["endpose"] + ref.ms["feasibility"] == pytest.approx(ref.ms["total"], abs=0.05)
 
 
 def test_perception_keypoints_serve_as_well(node):
