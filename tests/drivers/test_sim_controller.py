@@ -919,7 +919,14 @@ def test_sdk_stream_500hz_arrives_complete_and_moves_the_arm(sdk_session):
     assert st["passthrough"]["checksum"] == s["stream_checksum"]
     np.testing.assert_allclose(s["after_stream"][1]["joint"], s["stream_last"], atol=1.5e-3)
     assert 5 in s["udp_status_during_stream"]                        # move_through_joint
-    assert pe["p99"] < 3000 and pi["p99"] < 3000                      # loose bound; figures printed above
+    # safety, not the VM's wake-ups (a loaded 2-core VM gives any real-time loop a p99 of 1.6-2.2 ms: docs §11):
+    # the push is never silent long enough for the driver to call the link lost, and is late (the control loop
+    # holds) in well under 1 % of periods
+    from kinebridge.drivers.realman.config import RealmanConfig
+    cfg = RealmanConfig(ip="127.0.0.1")
+    for stats in (pe, pi):
+        assert stats["max"] * 1e-6 + cfg.push_period_s < cfg.link_lost_s, stats
+        assert stats["p99"] * 1e-6 + cfg.push_period_s < cfg.late_after_s, stats
 
 
 def test_sdk_planned_moves_block_until_done(sdk_session):
