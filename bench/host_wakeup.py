@@ -17,8 +17,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
-
 from kinebridge.kernels.stats import summary
 
 __all__ = ["measure", "measure_in_child", "main"]
@@ -71,5 +69,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     raise SystemExit(main())
